@@ -1,0 +1,1 @@
+"""Architecture rules. Only MIPS for now (``mips.py``)."""

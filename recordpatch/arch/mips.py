@@ -1,0 +1,212 @@
+"""MIPS rules: ABIs, relocation types, instruction fields and the `-pg` call shapes.
+
+Sources: "MIPS Architecture for Programmers Vol. II-A" (MIPS32/MIPS64
+instruction encodings, R6 changes), the SYSV ABI MIPS supplement (o32 ELF
+header flags, R_MIPS_* numbers), the MIPS64 ELF object specification (n64), and
+GCC's mips.cc function_profiler (what `-pg` emits on MIPS).
+
+Everything here is pure computation on 32-bit instruction words; nothing reads
+or writes files.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from ..errors import UnsupportedError
+
+# ---------------------------------------------------------------- relocations
+R_MIPS_NONE = 0
+R_MIPS_32 = 2
+R_MIPS_26 = 4
+R_MIPS_HI16 = 5
+R_MIPS_LO16 = 6
+R_MIPS_64 = 18
+R_MIPS_HIGHEST = 29
+R_MIPS_HIGHER = 28
+R_MIPS_PC26_S2 = 61
+
+RELOC_NAMES = {
+    0: "R_MIPS_NONE", 2: "R_MIPS_32", 4: "R_MIPS_26", 5: "R_MIPS_HI16", 6: "R_MIPS_LO16",
+    18: "R_MIPS_64", 28: "R_MIPS_HIGHER", 29: "R_MIPS_HIGHEST", 61: "R_MIPS_PC26_S2",
+}
+
+
+def reloc_name(t: int) -> str:
+    return RELOC_NAMES.get(t, f"R_MIPS_<{t}>")
+
+
+# ---------------------------------------------------------------- ABI (e_flags)
+EF_MIPS_ABI2 = 0x20          # n32
+EF_MIPS_ABI = 0x0000F000
+E_MIPS_ABI_O32 = 0x00001000
+E_MIPS_ABI_O64 = 0x00002000
+E_MIPS_ABI_EABI32 = 0x00003000
+E_MIPS_ABI_EABI64 = 0x00004000
+EF_MIPS_ARCH = 0xF0000000
+EF_MIPS_ARCH_32R6 = 0x90000000
+EF_MIPS_ARCH_64R6 = 0xA0000000
+EF_MIPS_MICROMIPS = 0x02000000
+
+_ABI_NAMES = {E_MIPS_ABI_O64: "o64", E_MIPS_ABI_EABI32: "eabi32", E_MIPS_ABI_EABI64: "eabi64"}
+
+
+class Abi(NamedTuple):
+    name: str            # "o32" or "n64"
+    word: int            # pointer size in bytes: size of a table entry
+    abs_reloc: int       # R_MIPS_32 or R_MIPS_64: what a table entry is relocated with
+    r6: bool
+
+
+def abi_of(bits: int, e_flags: int) -> Abi:
+    """The ABI of a MIPS object, or UnsupportedError naming the one we do not handle.
+
+    o32 is ELFCLASS32 without EF_MIPS_ABI2 (the ABI field may be 0 or O32);
+    n64 is ELFCLASS64. n32 (ELFCLASS32 + EF_MIPS_ABI2), o64 and EABI are not
+    kernel ABIs for ftrace and are refused by name.
+    """
+    abi_field = e_flags & EF_MIPS_ABI
+    r6 = (e_flags & EF_MIPS_ARCH) in (EF_MIPS_ARCH_32R6, EF_MIPS_ARCH_64R6)
+    if bits == 32:
+        if e_flags & EF_MIPS_ABI2:
+            raise UnsupportedError("unsupported MIPS ABI n32 (only o32 and n64 are handled)")
+        if abi_field not in (0, E_MIPS_ABI_O32):
+            raise UnsupportedError(f"unsupported MIPS ABI {_ABI_NAMES.get(abi_field, hex(abi_field))}"
+                                   " (only o32 and n64 are handled)")
+        return Abi("o32", 4, R_MIPS_32, r6)
+    if abi_field:
+        raise UnsupportedError(f"unsupported MIPS ABI {_ABI_NAMES.get(abi_field, hex(abi_field))}"
+                               " in an ELF64 file (only o32 and n64 are handled)")
+    return Abi("n64", 8, R_MIPS_64, r6)
+
+
+# ---------------------------------------------------------------- instruction fields
+def op(w: int) -> int:
+    return w >> 26
+
+
+def rs(w: int) -> int:
+    return (w >> 21) & 31
+
+
+def rt(w: int) -> int:
+    return (w >> 16) & 31
+
+
+def rd(w: int) -> int:
+    return (w >> 11) & 31
+
+
+def funct(w: int) -> int:
+    return w & 63
+
+
+OP_SPECIAL, OP_J, OP_JAL, OP_ADDIU, OP_LUI, OP_DADDIU = 0, 2, 3, 9, 15, 25
+FN_JALR, FN_OR, FN_ADDU, FN_DADDU = 9, 37, 33, 45
+REG_ZERO, REG_AT, REG_V1, REG_RA = 0, 1, 3, 31
+
+NOP = 0x00000000
+
+
+def is_jal(w: int) -> bool:
+    return w >> 26 == OP_JAL
+
+
+def is_move_at_ra(w: int) -> bool:
+    """`move at,ra` in any of its encodings: or/addu/daddu at,ra,zero (either operand order)."""
+    if op(w) != OP_SPECIAL or rd(w) != REG_AT or (w >> 6) & 31:
+        return False
+    if funct(w) not in (FN_OR, FN_ADDU, FN_DADDU):
+        return False
+    return {rs(w), rt(w)} == {REG_RA, REG_ZERO}
+
+
+def is_lui(w: int, reg: int) -> bool:
+    return op(w) == OP_LUI and rs(w) == 0 and rt(w) == reg
+
+
+def is_addiu_self(w: int, reg: int) -> bool:
+    """addiu/daddiu reg,reg,imm (the %lo half of a long-call address)."""
+    return op(w) in (OP_ADDIU, OP_DADDIU) and rs(w) == reg and rt(w) == reg
+
+
+def is_jalr_ra(w: int, reg: int) -> bool:
+    """jalr ra,reg: SPECIAL/JALR with rd = ra. Same encoding on R6 (hint bits 0)."""
+    return op(w) == OP_SPECIAL and funct(w) == FN_JALR and rs(w) == reg and rd(w) == REG_RA \
+        and rt(w) == 0
+
+
+# ---------------------------------------------------------------- -pg call shapes
+KIND_JAL = "jal"            # kernel: [move at,ra; (ra-address);] jal _mcount; <delay slot>
+KIND_LONG = "long-call"     # module: lui v1; addiu v1; move at,ra; [..] jalr v1; <delay slot>
+
+#: How far (in instructions) after the %lo half we look for `move at,ra` and `jalr v1`.
+LONG_CALL_WINDOW = 4
+#: How far before a `jal _mcount` the `move at,ra` may stand (-mmcount-ra-address adds one).
+JAL_WINDOW = 3
+
+
+class Verdict(NamedTuple):
+    """What a relocation against _mcount is: a call site to record, or why not."""
+
+    site: bool
+    kind: str          # KIND_JAL, KIND_LONG, or "" when not a site
+    reason: str        # empty for clean sites; else what is wrong or what it is
+    pair: int = -1     # for long calls: offset of the %lo half (not recorded)
+
+
+def words(text: bytes, endian: str):
+    """Return an accessor word(offset) -> int or None when outside ``text``."""
+    unpack = struct.Struct(endian + "I").unpack_from
+    n = len(text)
+
+    def word(off: int) -> int | None:
+        if off < 0 or off + 4 > n or off & 3:
+            return None
+        return unpack(text, off)[0]
+
+    return word
+
+
+def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
+    """Decide whether the relocation of type ``rtype`` at ``offset`` is a `-pg` call.
+
+    ``word`` reads instruction words of the section; ``lo16_offsets`` holds the
+    offsets of R_MIPS_LO16 relocations against _mcount in the same section.
+    A site is the whole sequence GCC emits, checked instruction by instruction;
+    a lone `lui/addiu` pair (taking _mcount's address, as ftrace's own code does)
+    is not a call.
+    """
+    w = word(offset)
+    if w is None:
+        return Verdict(False, "", "relocation offset is not an aligned instruction in its section")
+    if rtype == R_MIPS_26:
+        if not is_jal(w):
+            return Verdict(False, "", f"R_MIPS_26 on {w:#010x}, which is not a jal")
+        prior = [word(offset - 4 * k) for k in range(1, JAL_WINDOW + 1)]
+        if not any(p is not None and is_move_at_ra(p) for p in prior):
+            return Verdict(True, KIND_JAL, "jal _mcount without a preceding move at,ra")
+        return Verdict(True, KIND_JAL, "")
+    if rtype == R_MIPS_HI16:
+        if not is_lui(w, REG_V1):
+            return Verdict(False, "", f"R_MIPS_HI16 on {w:#010x}, which is not lui v1")
+        lo = offset + 4
+        w2 = word(lo)
+        if w2 is None or not is_addiu_self(w2, REG_V1) or lo not in lo16_offsets:
+            return Verdict(False, "", "address load of _mcount (lui without addiu v1,%lo(_mcount))")
+        seen_move = False
+        for k in range(1, LONG_CALL_WINDOW + 1):
+            wk = word(lo + 4 * k)
+            if wk is None:
+                break
+            if is_move_at_ra(wk):
+                seen_move = True
+            elif is_jalr_ra(wk, REG_V1):
+                if not seen_move:
+                    return Verdict(True, KIND_LONG, "jalr v1 to _mcount without move at,ra", lo)
+                return Verdict(True, KIND_LONG, "", lo)
+        return Verdict(False, "", "address load of _mcount (lui/addiu v1 not followed by jalr v1)")
+    if rtype == R_MIPS_LO16:
+        return Verdict(False, "", "%lo half of an _mcount address")
+    return Verdict(False, "", f"{reloc_name(rtype)} reference to _mcount")

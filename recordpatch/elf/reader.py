@@ -1,0 +1,338 @@
+"""Read-only ELF model over an in-memory image.
+
+One class, :class:`ElfFile`, owns the parsing of headers, section headers,
+symbols and relocations for ELF32/ELF64, either byte order, ET_REL and ET_EXEC.
+Every offset and count taken from the file is checked against the file size
+before it is used, so a malformed file raises :class:`ElfError` (one message)
+instead of an IndexError or a huge allocation.
+
+The file is read into ``bytes`` rather than mmap'ed: a file truncated by another
+process while we look at it must not be able to kill us with SIGBUS.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from ..errors import ElfError
+from . import consts as C
+from .relocs import Reloc, RelocLayout
+
+
+class Section(NamedTuple):
+    """A section header (gABI figure 4-8) plus its index and resolved name."""
+
+    index: int
+    name: str
+    type: int
+    flags: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    info: int
+    addralign: int
+    entsize: int
+    name_offset: int
+
+
+class Symbol(NamedTuple):
+    """A symbol-table entry; ``shndx`` already resolved through SHT_SYMTAB_SHNDX."""
+
+    index: int
+    name: str
+    value: int
+    size: int
+    info: int
+    other: int
+    shndx: int
+    raw_shndx: int
+
+    @property
+    def bind(self) -> int:
+        return self.info >> 4
+
+    @property
+    def type(self) -> int:
+        return self.info & 0xF
+
+
+# (ehdr fields after e_ident, shdr, sym) formats without the byte-order prefix.
+_EHDR = {32: "HHIIIIIHHHHHH", 64: "HHIQQQIHHHHHH"}
+_SHDR = {32: "IIIIIIIIII", 64: "IIQQQQIIQQ"}
+_SYM = {32: "IIIBBH", 64: "IBBHQQ"}
+EHDR_SIZE = {32: 52, 64: 64}
+SHDR_SIZE = {32: 40, 64: 64}
+SYM_SIZE = {32: 16, 64: 24}
+
+#: Upper bound on the section count we accept; the gABI allows 2**32-1, real
+#: objects stay far below, and every header costs 40-64 bytes of file anyway.
+MAX_SECTIONS = 1 << 24
+
+
+def _cstr(blob: bytes, off: int, what: str) -> str:
+    if off >= len(blob):
+        raise ElfError(f"{what}: name offset {off:#x} outside string table")
+    end = blob.find(b"\0", off)
+    if end < 0:
+        raise ElfError(f"{what}: unterminated name in string table")
+    return blob[off:end].decode("utf-8", "replace")
+
+
+class ElfFile:
+    """An ELF image held in memory. Attributes mirror the ELF header fields."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        if len(data) < 16 or data[:4] != C.ELFMAG:
+            raise ElfError("not an ELF file")
+        ei_class, ei_data, ei_version = data[4], data[5], data[6]
+        if ei_class not in (C.ELFCLASS32, C.ELFCLASS64):
+            raise ElfError(f"unknown ELF class {ei_class}")
+        if ei_data not in (C.ELFDATA2LSB, C.ELFDATA2MSB):
+            raise ElfError(f"unknown ELF data encoding {ei_data}")
+        if ei_version != C.EV_CURRENT:
+            raise ElfError(f"unknown ELF version {ei_version}")
+        self.bits = 32 if ei_class == C.ELFCLASS32 else 64
+        self.endian = "<" if ei_data == C.ELFDATA2LSB else ">"
+        self.word = self.bits // 8
+        ehsize = EHDR_SIZE[self.bits]
+        if len(data) < ehsize:
+            raise ElfError(f"truncated: {len(data)} bytes, ELF header needs {ehsize}")
+        (self.type, self.machine, self.version, self.entry, self.phoff, self.shoff,
+         self.flags, self.ehsize, self.phentsize, self.phnum, self.shentsize,
+         e_shnum, e_shstrndx) = struct.unpack_from(self.endian + _EHDR[self.bits], data, 16)
+        self._shdr_struct = struct.Struct(self.endian + _SHDR[self.bits])
+        self._sym_struct = struct.Struct(self.endian + _SYM[self.bits])
+        self.e_shnum, self.e_shstrndx = e_shnum, e_shstrndx
+        self.sections: list[Section] = []
+        self.shstrndx = 0
+        self._symtab = None
+        self._layouts: dict[bool, RelocLayout] = {}
+        self._parse_sections(e_shnum, e_shstrndx)
+
+    # ------------------------------------------------------------------ headers
+    def _parse_sections(self, e_shnum: int, e_shstrndx: int) -> None:
+        data, shoff = self.data, self.shoff
+        if shoff == 0:
+            if e_shnum:
+                raise ElfError(f"e_shnum is {e_shnum} but e_shoff is 0")
+            return
+        shsize = SHDR_SIZE[self.bits]
+        if self.shentsize != shsize:
+            raise ElfError(f"e_shentsize is {self.shentsize}, expected {shsize}")
+        if shoff + shsize > len(data):
+            raise ElfError(f"truncated: section header table at {shoff:#x} is beyond "
+                           f"end of file ({len(data):#x} bytes)")
+        unpack = self._shdr_struct.unpack_from
+        hdr0 = unpack(data, shoff)
+        # Extended numbering (gABI "Sections"): real count in shdr[0].sh_size,
+        # real string-table index in shdr[0].sh_link.
+        shnum = e_shnum if e_shnum else hdr0[5]
+        if shnum == 0:
+            return
+        if shnum > MAX_SECTIONS or shoff + shnum * shsize > len(data):
+            raise ElfError(f"truncated: {shnum} section headers at {shoff:#x} "
+                           f"do not fit in {len(data):#x} bytes")
+        shstrndx = hdr0[6] if e_shstrndx == C.SHN_XINDEX else e_shstrndx
+        if shstrndx >= shnum:
+            raise ElfError(f"section name table index {shstrndx} out of range "
+                           f"({shnum} sections)")
+        table = data[shoff:shoff + shnum * shsize]
+        raw = list(self._shdr_struct.iter_unpack(table))
+        size = len(data)
+        for i, h in enumerate(raw):
+            # (name, type, flags, addr, offset, size, ...): contents must lie in file.
+            if h[1] != C.SHT_NOBITS and h[1] != C.SHT_NULL and h[4] + h[5] > size:
+                raise ElfError(f"section {i}: contents [{h[4]:#x}, {h[4] + h[5]:#x}) "
+                               f"extend beyond end of file ({size:#x} bytes)")
+        sh = raw[shstrndx]
+        strtab = data[sh[4]:sh[4] + sh[5]] if sh[1] != C.SHT_NOBITS else b""
+        names = self._name_map(strtab)
+        self.shnum, self.shstrndx = shnum, shstrndx
+        secs = []
+        append = secs.append
+        for i, h in enumerate(raw):
+            n = h[0]
+            name = names.get(n)
+            if name is None:
+                name = _cstr(strtab, n, f"section {i}") if n or strtab else ""
+            append(Section(i, name, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], n))
+        self.sections = secs
+
+    @staticmethod
+    def _name_map(strtab: bytes) -> dict[int, str]:
+        """Offset -> name for every string that starts right after a NUL."""
+        out = {}
+        off = 0
+        for piece in strtab.split(b"\0"):
+            out[off] = piece.decode("utf-8", "replace")
+            off += len(piece) + 1
+        return out
+
+    # ------------------------------------------------------------------ access
+    @property
+    def is64(self) -> bool:
+        return self.bits == 64
+
+    @property
+    def is_mips64(self) -> bool:
+        """n64 r_info layout applies: EM_MIPS with ELFCLASS64."""
+        return self.machine == C.EM_MIPS and self.bits == 64
+
+    def section_data(self, sec: Section) -> bytes:
+        if sec.type == C.SHT_NOBITS:
+            return b""
+        return self.data[sec.offset:sec.offset + sec.size]
+
+    def section_by_name(self, name: str) -> Section | None:
+        for s in self.sections:
+            if s.name == name:
+                return s
+        return None
+
+    def section(self, index: int, what: str = "section") -> Section:
+        if not 0 <= index < len(self.sections):
+            raise ElfError(f"{what} index {index} out of range ({len(self.sections)} sections)")
+        return self.sections[index]
+
+    # ------------------------------------------------------------------ relocations
+    def reloc_layout(self, rela: bool) -> RelocLayout:
+        lay = self._layouts.get(rela)
+        if lay is None:
+            lay = self._layouts[rela] = RelocLayout(self.is64, rela, self.is_mips64, self.endian)
+        return lay
+
+    def _reloc_section(self, sec: Section) -> tuple[RelocLayout, bytes]:
+        if sec.type not in (C.SHT_REL, C.SHT_RELA):
+            raise ElfError(f"section {sec.index} ({sec.name}) is not a relocation section")
+        lay = self.reloc_layout(sec.type == C.SHT_RELA)
+        if sec.entsize != lay.entsize:
+            raise ElfError(f"section {sec.name}: sh_entsize {sec.entsize}, expected {lay.entsize}")
+        if sec.size % lay.entsize:
+            raise ElfError(f"section {sec.name}: size {sec.size} is not a multiple of "
+                           f"entry size {lay.entsize}")
+        return lay, self.section_data(sec)
+
+    def relocations(self, sec: Section) -> list[Reloc]:
+        lay, data = self._reloc_section(sec)
+        return lay.decode_all(data)
+
+    def relocations_against(self, sec: Section, syms) -> list[tuple[int, Reloc]]:
+        """(entry index, reloc) for entries whose symbol is in ``syms``, in table order."""
+        lay, data = self._reloc_section(sec)
+        hits: list[int] = []
+        for s in syms:
+            hits.extend(lay.find_sym(data, s))
+        if len(syms) > 1:
+            hits.sort()
+        ent = lay.entsize
+        return [(k, lay.decode_at(data, k * ent)) for k in hits]
+
+    # ------------------------------------------------------------------ symbols
+    @property
+    def symtab(self) -> "SymbolTable | None":
+        if self._symtab is None:
+            for s in self.sections:
+                if s.type == C.SHT_SYMTAB:
+                    self._symtab = SymbolTable(self, s)
+                    break
+        return self._symtab
+
+
+class SymbolTable:
+    """The SHT_SYMTAB section with its string table and SHT_SYMTAB_SHNDX (if any)."""
+
+    def __init__(self, elf: ElfFile, sec: Section):
+        self.elf, self.section = elf, sec
+        esize = SYM_SIZE[elf.bits]
+        if sec.entsize != esize:
+            raise ElfError(f"{sec.name}: sh_entsize {sec.entsize}, expected {esize}")
+        self.data = elf.section_data(sec)
+        self.count = len(self.data) // esize
+        self.entsize = esize
+        strsec = elf.section(sec.link, f"{sec.name} string table")
+        self.strtab = elf.section_data(strsec)
+        self.shndx_table = None
+        for s in elf.sections:
+            if s.type == C.SHT_SYMTAB_SHNDX and s.link == sec.index:
+                tab = elf.section_data(s)
+                if len(tab) < 4 * self.count:
+                    raise ElfError(f"{s.name}: {len(tab) // 4} entries for {self.count} symbols")
+                self.shndx_table = tab
+                break
+        self._unpack = elf._sym_struct.unpack_from
+        self._shndx_fmt = struct.Struct(elf.endian + "I").unpack_from
+
+    def _fields(self, i: int) -> tuple[int, int, int, int, int, int]:
+        """(name, value, size, info, other, shndx) of entry i in class order."""
+        t = self._unpack(self.data, i * self.entsize)
+        if self.elf.bits == 32:
+            return t
+        name, info, other, shndx, value, size = t
+        return name, value, size, info, other, shndx
+
+    def resolve_shndx(self, i: int, shndx: int) -> int:
+        if shndx == C.SHN_XINDEX:
+            if self.shndx_table is None:
+                raise ElfError(f"symbol {i} uses SHN_XINDEX but there is no SHT_SYMTAB_SHNDX")
+            return self._shndx_fmt(self.shndx_table, 4 * i)[0]
+        return shndx
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> Symbol:
+        if not 0 <= i < self.count:
+            raise ElfError(f"symbol index {i} out of range ({self.count} symbols)")
+        name, value, size, info, other, shndx = self._fields(i)
+        return Symbol(i, self.name_at(name), value, size, info, other,
+                      self.resolve_shndx(i, shndx), shndx)
+
+    def name_at(self, off: int) -> str:
+        if off == 0:
+            return ""
+        return _cstr(self.strtab, off, "symbol")
+
+    def __iter__(self):
+        for i in range(self.count):
+            yield self[i]
+
+    def iter_raw(self):
+        """(index, value, info, shndx-resolved) for every symbol: the cheap walk."""
+        is32 = self.elf.bits == 32
+        it = self.elf._sym_struct.iter_unpack(self.data[:self.count * self.entsize])
+        for i, t in enumerate(it):
+            if is32:
+                _, value, _, info, _, shndx = t
+            else:
+                _, info, _, shndx, value, _ = t
+            if shndx == C.SHN_XINDEX:
+                shndx = self.resolve_shndx(i, shndx)
+            yield i, value, info, shndx
+
+    def indexes_named(self, name: str) -> list[int]:
+        """Indexes of the symbols called ``name``, found by scanning bytes, not entries.
+
+        The string may be stored as the tail of a longer one (binutils merges
+        suffixes), so every occurrence followed by NUL is a candidate st_name.
+        """
+        want = name.encode() + b"\0"
+        offs = []
+        pos = self.strtab.find(want)
+        while pos >= 0:
+            offs.append(pos)
+            pos = self.strtab.find(want, pos + 1)
+        order = "little" if self.elf.endian == "<" else "big"
+        out = []
+        data, ent, limit = self.data, self.entsize, self.count * self.entsize
+        for off in offs:
+            pat = off.to_bytes(4, order)
+            p = data.find(pat)
+            while 0 <= p < limit:
+                if p % ent == 0:
+                    out.append(p // ent)
+                p = data.find(pat, p + 1)
+        out.sort()
+        return out

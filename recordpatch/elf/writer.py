@@ -1,0 +1,190 @@
+"""Append-only ELF writer and atomic file replacement.
+
+New sections are added without moving or rewriting a single existing section:
+the output is the input, then a grown copy of the section-name table, then a new
+section header table (the old entries, then the new ones), then the new
+sections' contents. Only the ELF header (e_shoff, e_shnum) and header-table
+entries change. This is the layout recordmcount.c produces, so for the same
+table the output is byte-for-byte the reference tool's.
+
+The superseded header table stays in the file as dead bytes (nothing may move).
+We rewrite its entries to equal their live copies (the name-table entry, and
+entry 0 when the count overflows), as recordmcount does, so that the two tools'
+outputs stay identical even there.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import tempfile
+from dataclasses import dataclass
+
+from ..errors import RecordpatchError
+from . import consts as C
+from .reader import EHDR_SIZE, SHDR_SIZE, ElfFile
+
+
+@dataclass(frozen=True)
+class NewRef:
+    """Refers to the k-th section being added, for sh_link/sh_info of another."""
+
+    k: int
+
+
+@dataclass
+class NewSection:
+    name: str
+    type: int
+    flags: int
+    data: bytes
+    addralign: int
+    entsize: int = 0
+    link: "int | NewRef" = 0
+    info: "int | NewRef" = 0
+
+
+def _shared_names(base: int, names: list[str]) -> tuple[bytes, list[int]]:
+    """Bytes to append to a string table, and each name's offset.
+
+    A name that is the tail of another new name is not stored twice
+    (``__mcount_loc`` lives inside ``.rel__mcount_loc``), as the reference does.
+    """
+    stored: list[str] = []
+    for n in names:
+        if any(o != n and o.endswith(n) for o in names) or n in stored:
+            continue
+        stored.append(n)
+    offsets_of: dict[str, int] = {}
+    pos = base
+    for n in stored:
+        offsets_of[n] = pos
+        pos += len(n.encode()) + 1
+    offs = []
+    for n in names:
+        if n in offsets_of:
+            offs.append(offsets_of[n])
+        else:
+            host = next(o for o in stored if o.endswith(n))
+            offs.append(offsets_of[host] + len(host.encode()) - len(n.encode()))
+    return b"".join(n.encode() + b"\0" for n in stored), offs
+
+
+def append_sections(elf: ElfFile, new: list[NewSection]) -> list[bytes]:
+    """The output image, as chunks to write in order, with ``new`` appended."""
+    if not elf.sections:
+        raise RecordpatchError("cannot add sections: the file has no section header table")
+    data = elf.data
+    e = elf.endian
+    bits = elf.bits
+    align = elf.word
+    shdr = struct.Struct(e + ("IIIIIIIIII" if bits == 32 else "IIQQQQIIQQ"))
+    old_n = len(elf.sections)
+    new_n = old_n + len(new)
+    shstr = elf.sections[elf.shstrndx]
+
+    names_blob, name_offs = _shared_names(shstr.size, [s.name for s in new])
+    strtab = elf.section_data(shstr) + names_blob
+    str_off = len(data)
+    t = str_off + len(strtab)
+    pad_hdr = (-t) % align
+    new_shoff = t + pad_hdr
+    body_off = new_shoff + new_n * shdr.size
+
+    # Header-table entries: copies of the old ones with the two live edits.
+    def hdr(s) -> tuple:
+        return (s.name_offset, s.type, s.flags, s.addr, s.offset, s.size,
+                s.link, s.info, s.addralign, s.entsize)
+
+    old_entries = [hdr(s) for s in elf.sections]
+    h = list(old_entries[elf.shstrndx])
+    h[4], h[5] = str_off, len(strtab)
+    old_entries[elf.shstrndx] = tuple(h)
+    overflow = new_n >= C.SHN_LORESERVE
+    if overflow or elf.e_shnum == 0:
+        h0 = list(old_entries[0])
+        h0[5] = new_n if overflow else 0
+        old_entries[0] = tuple(h0)
+
+    def resolve(v):
+        return old_n + v.k if isinstance(v, NewRef) else v
+
+    body: list[bytes] = []
+    pos = body_off
+    new_entries = []
+    for s, noff in zip(new, name_offs):
+        pad = (-pos) % max(1, s.addralign)
+        if pad:
+            body.append(b"\0" * pad)
+            pos += pad
+        new_entries.append((noff, s.type, s.flags, 0, pos, len(s.data),
+                            resolve(s.link), resolve(s.info), s.addralign, s.entsize))
+        body.append(s.data)
+        pos += len(s.data)
+
+    table = b"".join(shdr.pack(*x) for x in old_entries + new_entries)
+
+    # ELF header: e_shoff, e_shnum (0 when it overflows into shdr[0].sh_size).
+    ehsize = EHDR_SIZE[bits]
+    ehdr = bytearray(data[:ehsize])
+    if bits == 32:
+        struct.pack_into(e + "I", ehdr, 32, new_shoff)
+        struct.pack_into(e + "H", ehdr, 48, 0 if overflow else new_n)
+    else:
+        struct.pack_into(e + "Q", ehdr, 40, new_shoff)
+        struct.pack_into(e + "H", ehdr, 60, 0 if overflow else new_n)
+
+    # The dead old table, rewritten to equal the live copy (see module doc).
+    old_table = b"".join(shdr.pack(*x) for x in old_entries)
+    middle = data[ehsize:elf.shoff] if elf.shoff >= ehsize else b""
+    if elf.shoff < ehsize:  # header table overlapping the ELF header: leave it alone
+        return [bytes(ehdr), data[ehsize:], strtab, b"\0" * pad_hdr, table, *body]
+    tail = data[elf.shoff + len(old_table):]
+    return [bytes(ehdr), middle, old_table, tail, strtab, b"\0" * pad_hdr, table, *body]
+
+
+def check_writable(path: str) -> os.stat_result:
+    """Refuse what we must not replace: non-regular files, unwritable files or directories."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise RecordpatchError(f"cannot stat: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise RecordpatchError("not a regular file")
+    if not os.access(path, os.W_OK):
+        raise RecordpatchError("file is not writable")
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise RecordpatchError(f"directory {d} is not writable (needed for an atomic replace)")
+    return st
+
+
+def write_atomic(path: str, chunks: list[bytes], mode: int | None = None,
+                 expect: os.stat_result | None = None) -> None:
+    """Write ``chunks`` to a temporary file beside ``path`` and rename it over ``path``.
+
+    A reader (or a crash) sees either the old file or the complete new one. If
+    ``expect`` is given and ``path`` changed since it was read (size or mtime),
+    nothing is replaced: another process got there first.
+    """
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".rp", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for c in chunks:
+                f.write(c)
+            if mode is not None:
+                os.fchmod(f.fileno(), stat.S_IMODE(mode))
+        if expect is not None:
+            now = os.stat(path)
+            if (now.st_size, now.st_mtime_ns, now.st_ino) != (
+                    expect.st_size, expect.st_mtime_ns, expect.st_ino):
+                raise RecordpatchError("file changed while it was being processed; not replaced")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,1 @@
+"""Passes: read an ELF model, return edits and diagnostics; never touch files themselves."""

@@ -1,0 +1,212 @@
+"""The record pass: find the `-pg` call sites of a relocatable and build `__mcount_loc`.
+
+What is recorded, against which symbol, and in which relocation flavour follows
+Linux's scripts/recordmcount.c (6.1) so the kernel's linker script and ftrace see
+the same table:
+
+* candidate sections are SHT_PROGBITS + SHF_EXECINSTR targets of a REL/RELA
+  section whose name starts with ``.text`` or is one of :data:`MCOUNTED_NAMES`;
+* each entry is an R_MIPS_32 (o32) / R_MIPS_64 (n64) relocation against the
+  first LOCAL or GLOBAL (never WEAK) symbol defined in the site's section, with
+  addend = site offset - symbol value, stored in the table word (REL) or in
+  r_addend (RELA), the flavour being that of the text relocations;
+* the recorded word is the `jal _mcount` (kernel) or the `lui v1` (module).
+
+Where we differ on purpose: a site must be a real call sequence
+(:func:`recordpatch.arch.mips.classify`), so address loads of _mcount (ftrace's
+own code inside a whole vmlinux.o) are not recorded; and the reference's
+"previous offset + 4" filter, whose state leaks from one section to the next,
+is replaced by pairing each %lo with its own %hi.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from ..arch import mips
+from ..diag import ERROR, NOTE, WARNING, Diagnostic
+from ..elf import consts as C
+from ..elf.reader import ElfFile
+from ..elf.writer import NewRef, NewSection
+from ..errors import RecordpatchError, UnsupportedError
+
+MCOUNT = "_mcount"
+TABLE = "__mcount_loc"
+MCOUNTED_NAMES = frozenset({
+    ".init.text", ".ref.text", ".sched.text", ".spinlock.text", ".irqentry.text",
+    ".softirqentry.text", ".kprobes.text", ".cpuidle.text",
+})
+
+
+def is_mcounted_name(name: str) -> bool:
+    """Sections whose calls ftrace traces (recordmcount.c is_mcounted_section_name)."""
+    return name.startswith(".text") or name in MCOUNTED_NAMES
+
+
+class Site(NamedTuple):
+    section: int        # index of the text section
+    section_name: str
+    offset: int         # offset of the recorded word in that section
+    kind: str           # mips.KIND_JAL / mips.KIND_LONG
+
+
+class Entry(NamedTuple):
+    site: Site
+    sym: int            # symbol the table entry is relocated against
+    addend: int
+
+
+class RecordPlan(NamedTuple):
+    abi: mips.Abi
+    rela: bool
+    entries: list[Entry]
+    ignored: list[Site]            # calls in sections ftrace does not trace
+    diagnostics: list[Diagnostic]
+    already: bool
+    new_sections: list[NewSection]
+
+
+def check_mips_rel(elf: ElfFile) -> mips.Abi:
+    """The ABI of a relocatable MIPS object, or why we refuse it."""
+    if elf.machine != C.EM_MIPS:
+        raise UnsupportedError(f"wrong machine: e_machine {elf.machine}, expected EM_MIPS (8)")
+    if elf.type != C.ET_REL:
+        raise UnsupportedError(
+            f"{C.ET_NAMES.get(elf.type, elf.type)} file: recording needs a relocatable object "
+            "(.o, vmlinux.o, .ko)")
+    return mips.abi_of(elf.bits, elf.flags)
+
+
+def already_recorded(elf: ElfFile) -> bool:
+    """A `__mcount_loc` section, or a relocation section aimed at one, exists."""
+    n = len(elf.sections)
+    for s in elf.sections:
+        if s.name == TABLE:
+            return True
+        if s.type in (C.SHT_REL, C.SHT_RELA) and 0 < s.info < n \
+                and elf.sections[s.info].name == TABLE:
+            return True
+    return False
+
+
+def _base_symbols(elf: ElfFile, wanted: set[int]) -> dict[int, tuple[int, int]]:
+    """section index -> (symbol index, value) of its first LOCAL/GLOBAL symbol.
+
+    Weak symbols are avoided because a strong definition elsewhere would move
+    them, and the table would point into another function.
+    """
+    found: dict[int, tuple[int, int]] = {}
+    remaining = set(wanted)
+    for i, value, info, shndx in elf.symtab.iter_raw():
+        if shndx in remaining and (info >> 4) in (C.STB_LOCAL, C.STB_GLOBAL):
+            found[shndx] = (i, value)
+            remaining.discard(shndx)
+            if not remaining:
+                break
+    return found
+
+
+def find_sites(elf: ElfFile, warn_ignored: bool = False):
+    """(sites, ignored sites, rela flavour, symtab index, diagnostics) of an object."""
+    diags: list[Diagnostic] = []
+    symtab = elf.symtab
+    sites: list[Site] = []
+    ignored: list[Site] = []
+    rela = None
+    if symtab is None:
+        return sites, ignored, rela, diags
+    msyms = symtab.indexes_named(MCOUNT)
+    secs = elf.sections
+    n = len(secs)
+    for rs in secs:
+        if rs.type != C.SHT_REL and rs.type != C.SHT_RELA:
+            continue
+        if not 0 < rs.info < n:
+            continue
+        tgt = secs[rs.info]
+        if tgt.type != C.SHT_PROGBITS or not tgt.flags & C.SHF_EXECINSTR:
+            continue
+        counted = is_mcounted_name(tgt.name)
+        if counted:
+            rela = rs.type == C.SHT_RELA
+        if not msyms or rs.link != symtab.section.index:
+            continue
+        hits = elf.relocations_against(rs, msyms)
+        if not hits:
+            continue
+        text = elf.section_data(tgt)
+        word = mips.words(text, elf.endian)
+        lo16 = {r.offset for _, r in hits if r.type == mips.R_MIPS_LO16}
+        paired: set[int] = set()
+        for _, r in hits:
+            if r.offset + 4 > tgt.size:
+                raise RecordpatchError(
+                    f"relocation in {rs.name} at offset {r.offset:#x} points outside "
+                    f"{tgt.name} (size {tgt.size:#x})")
+            if r.type == mips.R_MIPS_LO16 and r.offset in paired:
+                continue
+            v = mips.classify(word, r.offset, r.type, lo16)
+            where = f"{tgt.name}+{r.offset:#x}"
+            if not v.site:
+                diags.append(Diagnostic(NOTE, f"not a call, not recorded: {v.reason}", where))
+                continue
+            if v.pair >= 0:
+                paired.add(v.pair)
+            if v.reason:
+                diags.append(Diagnostic(WARNING, v.reason, where))
+            site = Site(tgt.index, tgt.name, r.offset, v.kind)
+            if counted:
+                sites.append(site)
+            else:
+                ignored.append(site)
+                if warn_ignored:
+                    diags.append(Diagnostic(WARNING, f"section {tgt.name} has mcount callers "
+                                            "that ftrace ignores", where))
+    return sites, ignored, rela, diags
+
+
+def plan(elf: ElfFile, warn_ignored: bool = False) -> RecordPlan:
+    """Everything `record` would do to ``elf``; the file itself is not touched."""
+    abi = check_mips_rel(elf)
+    if already_recorded(elf):
+        return RecordPlan(abi, False, [], [], [Diagnostic(
+            WARNING, f"{TABLE} already exists; file left unchanged")], True, [])
+    sites, ignored, rela, diags = find_sites(elf, warn_ignored)
+    if not sites:
+        return RecordPlan(abi, bool(rela), [], ignored, diags, False, [])
+    bases = _base_symbols(elf, {s.section for s in sites})
+    entries = []
+    for s in sites:
+        base = bases.get(s.section)
+        if base is None:
+            raise RecordpatchError(
+                f"cannot find a non-weak symbol for section {s.section} ({s.section_name}) "
+                "to express its call sites against")
+        entries.append(Entry(s, base[0], s.offset - base[1]))
+    return RecordPlan(abi, rela, entries, ignored, diags, False,
+                      build_table(elf, abi, rela, entries))
+
+
+def build_table(elf: ElfFile, abi: mips.Abi, rela: bool, entries: list[Entry]) -> list[NewSection]:
+    """`__mcount_loc` and its relocation section, in recordmcount.c's exact form."""
+    word = abi.word
+    mask = (1 << (8 * word)) - 1
+    lay = elf.reloc_layout(rela)
+    wfmt = struct.Struct(elf.endian + ("I" if word == 4 else "Q"))
+    table = bytearray(len(entries) * word)
+    rels = []
+    for k, e in enumerate(entries):
+        if rela:
+            rels.append(lay.encode(k * word, e.sym, abi.abs_reloc, e.addend))
+        else:
+            wfmt.pack_into(table, k * word, e.addend & mask)
+            rels.append(lay.encode(k * word, e.sym, abi.abs_reloc))
+    return [
+        NewSection(TABLE, C.SHT_PROGBITS, C.SHF_ALLOC, bytes(table), word, word),
+        NewSection((".rela" if rela else ".rel") + TABLE, C.SHT_RELA if rela else C.SHT_REL, 0,
+                   b"".join(rels), word, lay.entsize, elf.symtab.section.index, NewRef(0)),
+    ]
+
+
+__all__ = ["plan", "find_sites", "is_mcounted_name", "Site", "Entry", "RecordPlan", "ERROR"]
