@@ -58,7 +58,9 @@ def target_of(path: Path) -> str:
 
 def pg_objects() -> list[Path]:
     """Every committed relocatable fixture (.o and .ko), excluding compressed ones."""
-    out = sorted(p for p in FIXTURES.rglob("*") if p.suffix in (".o", ".ko") and p.is_file())
+    # manysec/manysec.o is the uncompressed build product of manysec.o.xz (not committed)
+    out = sorted(p for p in FIXTURES.rglob("*") if p.suffix in (".o", ".ko") and p.is_file()
+                 and p.parent.name != "manysec")
     return out
 
 
@@ -123,3 +125,53 @@ def recorded_sites(path: Path):
 
 def strip_index(sites):
     return sorted((name, off) for _, name, off in sites)
+
+
+R_MIPS_26, R_MIPS_HI16 = 4, 5
+
+
+def mcount_relocs(path: Path):
+    """Relocations against `_mcount` in ftrace's sections, in the order recordmcount walks them:
+    (section index, section name, r_offset, r_type), read with pyelftools."""
+    from elftools.elf.elffile import ELFFile
+    from recordpatch.passes.record import is_mcounted_name
+
+    out = []
+    with open(path, "rb") as f:
+        e = ELFFile(f)
+        for rs in e.iter_sections():
+            if rs["sh_type"] not in ("SHT_REL", "SHT_RELA"):
+                continue
+            tgt = e.get_section(rs["sh_info"])
+            if (tgt["sh_type"] != "SHT_PROGBITS" or not tgt["sh_flags"] & 4
+                    or not is_mcounted_name(tgt.name)):
+                continue
+            symtab = e.get_section(rs["sh_link"])
+            msym = None
+            for r in rs.iter_relocations():
+                if msym is None and symtab.get_symbol(r["r_info_sym"]).name == "_mcount":
+                    msym = r["r_info_sym"]
+                if r["r_info_sym"] == msym:
+                    out.append((rs["sh_info"], tgt.name, r["r_offset"], r["r_info_type"]))
+    return out
+
+
+def expected_sites(path: Path):
+    """What a correct recorder records in a `-pg` object: each `jal _mcount` (R_MIPS_26) and
+    each long-call `lui` (R_MIPS_HI16), never the %lo half. None if there are none."""
+    sites = sorted((i, n, o) for i, n, o, t in mcount_relocs(path) if t in (R_MIPS_26, R_MIPS_HI16))
+    return sites or None
+
+
+def reference_model(path: Path):
+    """What Debian's recordmcount records, modelled independently: every relocation against
+    `_mcount`, except one lying exactly 4 bytes after the previous one. That filter is meant
+    for the %lo after a long-call %hi, but its memory (a static in MIPS_is_fake_mcount) is not
+    reset between sections, so the first call of a section whose offset is the previous
+    section's last call + 4 is dropped too: a real function that ftrace never sees."""
+    out, prev = [], None
+    for i, n, o, _ in mcount_relocs(path):
+        if prev is None or o - prev != 4:
+            out.append((i, n, o))
+        prev = o
+    return sorted(out) or None

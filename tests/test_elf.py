@@ -82,6 +82,14 @@ def test_extended_section_numbering(path: Path, tmp_path):
     rst = ref.get_section_by_name(".symtab")
     for s in high[:200]:
         assert rst.get_symbol(s.index)["st_shndx"] == s.shndx
+    # Regression: the ABS file symbol must not pose as section 0xfff1 (SHN_ABS), which
+    # exists in such a file; recording once chose it as a base symbol for that section.
+    absyms = [s for s in st if s.raw_shndx == C.SHN_ABS]
+    assert absyms and all(s.section == 0 for s in absyms)
+    walked = {i: sec for i, _, _, sec in st.iter_raw()}
+    assert all(walked[s.index] == 0 for s in absyms)
+    assert all(walked[s.index] == s.shndx == s.section for s in high)
+    assert len(ours.sections) > C.SHN_ABS
 
 
 def _probe_sections(elf: ElfFile):
@@ -105,11 +113,14 @@ def test_writer_appends_without_disturbing(path: Path, tmp_path):
     after = ElfFile(new)
     assert len(after.sections) == len(elf.sections) + 2
     for a, b in zip(elf.sections, after.sections):
-        assert (a.name, a.type, a.flags, a.size, a.link, a.info) == (b.name, b.type, b.flags,
-                                                                     b.size, b.link, b.info)
+        assert (a.name, a.type, a.flags, a.link, a.info) == (b.name, b.type, b.flags,
+                                                             b.link, b.info)
         if a.index != elf.shstrndx:
-            assert a.offset == b.offset  # nothing moved
+            assert a.offset == b.offset and a.size == b.size  # nothing moved
             assert elf.section_data(a) == after.section_data(b)
+        else:  # a grown copy at the end: the old names keep their offsets
+            assert b.size > a.size
+            assert after.section_data(b)[:a.size] == elf.section_data(a)
     t = after.sections[-2]
     assert t.name == ".recordpatch.test" and after.section_data(t)[:4] == b"\0\1\2\3"
     assert after.sections[-1].info == t.index

@@ -50,6 +50,13 @@ class Symbol(NamedTuple):
     raw_shndx: int
 
     @property
+    def section(self) -> int:
+        """The defining section's index, or 0 if undefined, absolute or common."""
+        if self.raw_shndx == C.SHN_XINDEX or self.raw_shndx < C.SHN_LORESERVE:
+            return self.shndx
+        return 0
+
+    @property
     def bind(self) -> int:
         return self.info >> 4
 
@@ -300,16 +307,24 @@ class SymbolTable:
             yield self[i]
 
     def iter_raw(self):
-        """(index, value, info, shndx-resolved) for every symbol: the cheap walk."""
+        """(index, value, info, section) for every symbol: the cheap walk.
+
+        ``section`` is the index of the section that defines the symbol, through
+        SHT_SYMTAB_SHNDX when st_shndx is SHN_XINDEX, and 0 for undefined symbols
+        and the other reserved indices (SHN_ABS, SHN_COMMON, ...; gABI "Section
+        Header": 0xff00-0xffff are not section indices). Without that filter an
+        ABS symbol would pose as section 0xfff1 in a file with > 65,520 sections.
+        """
         is32 = self.elf.bits == 32
         it = self.elf._sym_struct.iter_unpack(self.data[:self.count * self.entsize])
+        lo, xindex = C.SHN_LORESERVE, C.SHN_XINDEX
         for i, t in enumerate(it):
             if is32:
                 _, value, _, info, _, shndx = t
             else:
                 _, info, _, shndx, value, _ = t
-            if shndx == C.SHN_XINDEX:
-                shndx = self.resolve_shndx(i, shndx)
+            if shndx >= lo:
+                shndx = self.resolve_shndx(i, shndx) if shndx == xindex else 0
             yield i, value, info, shndx
 
     def indexes_named(self, name: str) -> list[int]:

@@ -99,6 +99,6 @@ def site_details(elf, p) -> list[dict]:
         base = syms[e.sym]
         out.append({"section": e.site.section_name, "offset": e.site.offset,
                     "kind": e.site.kind, "function": fn,
-                    "symbol": base.name or elf.sections[base.shndx].name,
+                    "symbol": base.name or elf.sections[base.section].name,
                     "addend": e.addend})
     return out

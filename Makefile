@@ -1,0 +1,52 @@
+# recordpatch — top-level targets. `make demo` and `make test` do all set-up themselves.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+RP     := $(VENV)/bin/recordpatch
+DEMO   := build/demo
+
+.PHONY: all venv demo test test-fast fixtures bench clean
+
+all: test
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Record one bundled kernel object and one module object, and show what was recorded.
+demo: venv
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@cp testdata/fixtures/mipsel/kernel/basic.o $(DEMO)/kernel-basic.o
+	@cp testdata/fixtures/mips64/module/basic.o $(DEMO)/module-basic.o
+	@echo "== what would be recorded (--dry-run)"
+	$(RP) record --dry-run $(DEMO)/kernel-basic.o $(DEMO)/module-basic.o
+	@echo "== record in place"
+	$(RP) record $(DEMO)/kernel-basic.o $(DEMO)/module-basic.o
+	@echo "== the tables now in the objects"
+	@for f in $(DEMO)/*.o; do \
+	  if command -v mips-linux-gnu-readelf >/dev/null; then \
+	    mips-linux-gnu-readelf -rW $$f | sed -n '/__mcount_loc/,/^$$/p'; \
+	  else $(PY) -c "import sys; from elftools.elf.elffile import ELFFile; \
+	    e = ELFFile(open(sys.argv[1], 'rb')); s = e.get_section_by_name('__mcount_loc'); \
+	    print(sys.argv[1], '__mcount_loc', s['sh_size'], 'bytes')" $$f; fi; done
+	@echo "== a second run leaves them alone"
+	$(RP) record $(DEMO)/kernel-basic.o
+
+test: venv
+	$(PY) -m pytest -q
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
+
+# Rebuild the committed fixtures with the Debian cross compilers.
+fixtures:
+	$(MAKE) -C testdata fixtures
+
+bench: venv
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

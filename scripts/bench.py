@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Benchmark recordpatch side by side with Debian's recordmcount, in one run.
+
+  B1  one small object, fresh process each time: median of N runs
+  B2  a batch of objects: one recordpatch process vs one reference process per object
+  B3  a large `ld -r` object (a kernel vmlinux.o with its table stripped, if given)
+
+Every run works on fresh copies (recording is in place), copied outside the timed
+region. Prints a Markdown table with ratios; `--out FILE` also writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import lzma
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "testdata" / "fixtures"
+REF = Path(os.environ.get("RECORDMCOUNT_REF", "/usr/lib/linux-kbuild-6.1/scripts/recordmcount"))
+
+
+def ours_cmd() -> list[str]:
+    exe = Path(sys.executable).parent / "recordpatch"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "recordpatch"]
+
+
+def timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        sys.exit(f"bench: {cmd[0]} failed: {r.stderr.decode()[:300]}")
+    return dt
+
+
+def copies(src: Path, tmp: Path, n: int, tag: str) -> list[Path]:
+    data = lzma.decompress(src.read_bytes()) if src.suffix == ".xz" else src.read_bytes()
+    out = []
+    for i in range(n):
+        p = tmp / f"{tag}-{i}-{src.name.removesuffix('.xz')}"
+        p.write_bytes(data)
+        out.append(p)
+    return out
+
+
+def single(src: Path, runs: int, tmp: Path):
+    ref = [timed([str(REF), str(p)]) for p in copies(src, tmp, runs, "ref1")]
+    ours = [timed(ours_cmd() + ["record", str(p)]) for p in copies(src, tmp, runs, "rp1")]
+    return statistics.median(ours), statistics.median(ref)
+
+
+def batch(objs: list[Path], tmp: Path):
+    (tmp / "bref").mkdir()
+    (tmp / "bours").mkdir()
+    ref_files, our_files = [], []
+    for i, p in enumerate(objs):
+        for d, lst in ((tmp / "bref", ref_files), (tmp / "bours", our_files)):
+            q = d / f"{i}-{p.name}"
+            shutil.copyfile(p, q)
+            lst.append(q)
+    t = time.perf_counter()
+    for q in ref_files:
+        subprocess.run([str(REF), str(q)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t_ref = time.perf_counter() - t
+    t = time.perf_counter()
+    subprocess.run(ours_cmd() + ["record", *map(str, our_files)], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    t_ours = time.perf_counter() - t
+    return t_ours, t_ref
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--small", type=Path, default=FIX / "mipsel" / "kernel" / "basic.o")
+    ap.add_argument("--corpus", type=Path, help="directory of real objects for B2 (default: "
+                    "every fixture object, repeated to --batch files)")
+    ap.add_argument("--batch", type=int, default=400)
+    ap.add_argument("--large", type=Path, action="append", help="large ld -r object(s) for B3 "
+                    "(default: the committed many-section objects)")
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    if not REF.exists():
+        sys.exit(f"bench: reference tool {REF} missing (apt-get install linux-kbuild-6.1)")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rp-bench-") as td:
+        tmp = Path(td)
+        o, r = single(a.small, a.runs, tmp)
+        rows.append(("B1 one object, fresh process (median of %d)" % a.runs,
+                     f"{a.small.relative_to(ROOT) if a.small.is_relative_to(ROOT) else a.small}",
+                     o, r, "<= 60 ms"))
+        if a.corpus:
+            objs = sorted(p for p in a.corpus.rglob("*.o") if p.is_file())[:a.batch or None]
+            label = f"{len(objs)} objects from {a.corpus}"
+        else:
+            pool = sorted(p for p in FIX.rglob("*.o") if p.is_file())
+            objs = [pool[i % len(pool)] for i in range(a.batch)]
+            label = f"{len(objs)} fixture objects"
+        o, r = batch(objs, tmp)
+        rows.append(("B2 batch: one process vs one reference process per object", label, o, r,
+                     "ours <= reference"))
+        larges = a.large or sorted(FIX.rglob("manysec*.o.xz"))
+        for big in larges:
+            o, r = single(big, 5, tmp)
+            rows.append((f"B3 large object (median of 5)", big.name, o, r, "<= 3x reference"))
+    lines = [f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+             f"{platform.python_version()}; reference: {REF}", "",
+             "| benchmark | input | recordpatch | recordmcount | ratio | target |",
+             "|---|---|---:|---:|---:|---|"]
+    for name, inp, o, r, target in rows:
+        lines.append(f"| {name} | {inp} | {o * 1000:.1f} ms | {r * 1000:.1f} ms | "
+                     f"{o / r:.2f}x | {target} |")
+    text = "\n".join(lines)
+    print(text)
+    if a.out:
+        a.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
