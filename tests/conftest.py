@@ -112,7 +112,7 @@ def recorded_sites(path: Path):
         out = []
         for r in rel.iter_relocations():
             sym = symtab.get_symbol(r["r_info_sym"])
-            shndx = sym["st_shndx"]
+            shndx = symbol_section(e, symtab, r["r_info_sym"], sym)
             assert isinstance(shndx, int), f"entry against {sym.name} in {shndx}"
             if r.is_RELA():
                 addend = r["r_addend"]
@@ -121,6 +121,25 @@ def recorded_sites(path: Path):
             sec = e.get_section(shndx)
             out.append((shndx, sec.name, (sym["st_value"] + addend) & mask))
         return sorted(out)
+
+
+def symbol_section(e, symtab, index: int, sym):
+    """A symbol's section index with pyelftools, following SHN_XINDEX into the
+    SHT_SYMTAB_SHNDX section linked to ``symtab`` (gABI "Extended Section Indexes")."""
+    shndx = sym["st_shndx"]
+    if shndx not in ("SHN_XINDEX", 0xFFFF):
+        return shndx
+    cache = e.__dict__.setdefault("_rp_shndx", {})
+    if symtab.name not in cache:
+        # the index tables sit near the end: search backwards (65k sections in manysec)
+        for i in range(e.num_sections() - 1, 0, -1):
+            s = e.get_section(i)
+            if s["sh_type"] == "SHT_SYMTAB_SHNDX" and e.get_section(s["sh_link"]).name == symtab.name:
+                cache[symtab.name] = s
+                break
+        else:
+            raise AssertionError(f"symbol {index} uses SHN_XINDEX but there is no SHT_SYMTAB_SHNDX")
+    return cache[symtab.name].get_section_index(index)
 
 
 def strip_index(sites):
