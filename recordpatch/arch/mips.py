@@ -122,6 +122,13 @@ def is_move_at_ra(w: int) -> bool:
     return {rs(w), rt(w)} == {REG_RA, REG_ZERO}
 
 
+#: Every encoding of `move at,ra` (or/addu/daddu at, with ra and zero in either order),
+#: for the common-case test in the recording loop: one set lookup per site.
+MOVE_AT_RA_WORDS = frozenset(
+    (a << 21) | (b << 16) | (REG_AT << 11) | f
+    for f in (FN_OR, FN_ADDU, FN_DADDU) for a, b in ((REG_RA, REG_ZERO), (REG_ZERO, REG_RA)))
+
+
 def is_lui(w: int, reg: int) -> bool:
     return op(w) == OP_LUI and rs(w) == 0 and rt(w) == reg
 

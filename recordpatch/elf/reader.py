@@ -237,6 +237,17 @@ class ElfFile:
         ent = lay.entsize
         return [(k, lay.decode_at(data, k * ent)) for k in hits]
 
+    def reloc_offsets_types_against(self, sec: Section, syms) -> list[tuple[int, int]]:
+        """(r_offset, r_type) of the entries whose symbol is in ``syms``, in table order:
+        the cheap form of :meth:`relocations_against` for the recording loop."""
+        lay, data = self._reloc_section(sec)
+        hits: list[int] = []
+        for s in syms:
+            hits.extend(lay.find_sym(data, s))
+        if len(syms) > 1:
+            hits.sort()
+        return lay.offsets_types(data, hits)
+
     # ------------------------------------------------------------------ symbols
     @property
     def symtab(self) -> "SymbolTable | None":

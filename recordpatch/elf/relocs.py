@@ -64,6 +64,17 @@ class RelocLayout:
         make = self._make
         return [make(t) for t in self._struct.iter_unpack(data)]
 
+    def offsets_types(self, data, indexes) -> list[tuple[int, int]]:
+        """(r_offset, r_type) of the given entries, without building Reloc tuples
+        (for n64, the first of the three types: the one a call relocation uses)."""
+        u, ent = self._struct.unpack_from, self.entsize
+        rows = [u(data, k * ent) for k in indexes]
+        if not self.is64:
+            return [(t[0], t[1] & 0xFF) for t in rows]
+        if self.mips64:
+            return [(t[0], t[5]) for t in rows]
+        return [(t[0], t[1] & 0xFFFFFFFF) for t in rows]
+
     def decode_at(self, data, pos: int) -> Reloc:
         return self._make(self._struct.unpack_from(data, pos))
 
@@ -92,6 +103,24 @@ class RelocLayout:
         return out
 
     # -- encoding ---------------------------------------------------------
+    def encode_many(self, offsets, syms, rtype: int, addends=None) -> bytes:
+        """Entries for parallel sequences, packed in one call (a vmlinux.o has ~24k)."""
+        n = len(offsets)
+        if addends is None:
+            addends = [0] * n
+        if not self.is64:
+            infos = [(sym << 8) | (rtype & 0xFF) for sym in syms]
+            cols = (offsets, infos, addends) if self.rela else (offsets, infos)
+        elif self.mips64:
+            z = [0] * n
+            r = [rtype] * n
+            cols = (offsets, syms, z, z, z, r) + ((addends,) if self.rela else ())
+        else:
+            infos = [(sym << 32) | rtype for sym in syms]
+            cols = (offsets, infos, addends) if self.rela else (offsets, infos)
+        flat = [v for row in zip(*cols) for v in row]
+        return struct.pack(self.endian + self.fmt[1:] * n, *flat)
+
     def encode(self, offset: int, sym: int, rtype: int, addend: int = 0) -> bytes:
         """One entry; n64 entries carry ``rtype`` as r_type with r_type2/3 = R_MIPS_NONE."""
         if not self.is64:

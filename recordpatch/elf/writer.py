@@ -18,31 +18,30 @@ from __future__ import annotations
 import os
 import stat
 import struct
-import tempfile
-from dataclasses import dataclass
+from typing import NamedTuple, Union
 
 from ..errors import RecordpatchError
 from . import consts as C
 from .reader import EHDR_SIZE, SHDR_SIZE, ElfFile
 
 
-@dataclass(frozen=True)
-class NewRef:
+class NewRef(NamedTuple):
     """Refers to the k-th section being added, for sh_link/sh_info of another."""
 
     k: int
 
 
-@dataclass
-class NewSection:
+class NewSection(NamedTuple):
+    """A section to append. (NamedTuples, not dataclasses: import time counts here.)"""
+
     name: str
     type: int
     flags: int
     data: bytes
     addralign: int
     entsize: int = 0
-    link: "int | NewRef" = 0
-    info: "int | NewRef" = 0
+    link: Union[int, NewRef] = 0
+    info: Union[int, NewRef] = 0
 
 
 def _shared_names(base: int, names: list[str]) -> tuple[bytes, list[int]]:
@@ -160,6 +159,18 @@ def check_writable(path: str) -> os.stat_result:
     return st
 
 
+def _create_temp(d: str, base: str) -> tuple[int, str]:
+    """A new file ``.BASE.XXXXXXXX.rp`` in ``d``, created exclusively with mode 0600
+    (what tempfile.mkstemp does, without its import cost on every Kbuild call)."""
+    for _ in range(100):
+        tmp = os.path.join(d, f".{base}.{os.urandom(4).hex()}.rp")
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise RecordpatchError(f"cannot create a temporary file in {d}")
+
+
 def write_atomic(path: str, chunks: list[bytes], mode: int | None = None,
                  expect: os.stat_result | None = None) -> None:
     """Write ``chunks`` to a temporary file beside ``path`` and rename it over ``path``.
@@ -169,7 +180,7 @@ def write_atomic(path: str, chunks: list[bytes], mode: int | None = None,
     nothing is replaced: another process got there first.
     """
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".rp", dir=d)
+    fd, tmp = _create_temp(d, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             for c in chunks:

@@ -44,6 +44,11 @@ def is_mcounted_name(name: str) -> bool:
     return name.startswith(".text") or name in MCOUNTED_NAMES
 
 
+class _Hit(NamedTuple):
+    offset: int
+    type: int
+
+
 class Site(NamedTuple):
     section: int        # index of the text section
     section_name: str
@@ -117,6 +122,9 @@ def find_sites(elf: ElfFile, warn_ignored: bool = False):
     if symtab is None:
         return sites, ignored, rela, diags
     msyms = symtab.indexes_named(MCOUNT)
+    unpack = struct.Struct(elf.endian + "I").unpack_from
+    move_at_ra, R26, KIND_JAL, OP_JAL = (mips.MOVE_AT_RA_WORDS, mips.R_MIPS_26, mips.KIND_JAL,
+                                         mips.OP_JAL)
     secs = elf.sections
     n = len(secs)
     for rs in secs:
@@ -132,14 +140,27 @@ def find_sites(elf: ElfFile, warn_ignored: bool = False):
             rela = rs.type == C.SHT_RELA
         if not msyms or rs.link != symtab.section.index:
             continue
-        hits = elf.relocations_against(rs, msyms)
+        hits = elf.reloc_offsets_types_against(rs, msyms)
         if not hits:
             continue
         text = elf.section_data(tgt)
         word = mips.words(text, elf.endian)
-        lo16 = {r.offset for _, r in hits if r.type == mips.R_MIPS_LO16}
+        lo16 = {off for off, typ in hits if typ == mips.R_MIPS_LO16}
         paired: set[int] = set()
-        for _, r in hits:
+        size, name, index = tgt.size, tgt.name, tgt.index
+        out = sites if counted else None
+        last = size - 4
+        for off, typ in hits:
+            # The common case, a kernel `move at,ra; jal _mcount`, without building a Verdict
+            # (-mmcount-ra-address puts one instruction between the two); anything else
+            # takes the full check below.
+            if (typ == R26 and out is not None and 8 <= off <= last and not off & 3
+                    and unpack(text, off)[0] >> 26 == OP_JAL
+                    and (unpack(text, off - 4)[0] in move_at_ra
+                         or unpack(text, off - 8)[0] in move_at_ra)):
+                out.append(Site(index, name, off, KIND_JAL))
+                continue
+            r = _Hit(off, typ)
             if r.offset + 4 > tgt.size:
                 raise RecordpatchError(
                     f"relocation in {rs.name} at offset {r.offset:#x} points outside "
@@ -193,19 +214,21 @@ def build_table(elf: ElfFile, abi: mips.Abi, rela: bool, entries: list[Entry]) -
     word = abi.word
     mask = (1 << (8 * word)) - 1
     lay = elf.reloc_layout(rela)
-    wfmt = struct.Struct(elf.endian + ("I" if word == 4 else "Q"))
-    table = bytearray(len(entries) * word)
-    rels = []
-    for k, e in enumerate(entries):
-        if rela:
-            rels.append(lay.encode(k * word, e.sym, abi.abs_reloc, e.addend))
-        else:
-            wfmt.pack_into(table, k * word, e.addend & mask)
-            rels.append(lay.encode(k * word, e.sym, abi.abs_reloc))
+    n = len(entries)
+    offsets = list(range(0, n * word, word))
+    syms = [e.sym for e in entries]
+    addends = [e.addend & mask if not rela else e.addend for e in entries]
+    wchar = "I" if word == 4 else "Q"
+    if rela:   # the addend lives in r_addend; the table words stay 0
+        table = bytes(n * word)
+        rels = lay.encode_many(offsets, syms, abi.abs_reloc, addends)
+    else:      # REL: the addend is the table word itself
+        table = struct.pack(f"{elf.endian}{n}{wchar}", *addends)
+        rels = lay.encode_many(offsets, syms, abi.abs_reloc)
     return [
-        NewSection(TABLE, C.SHT_PROGBITS, C.SHF_ALLOC, bytes(table), word, word),
+        NewSection(TABLE, C.SHT_PROGBITS, C.SHF_ALLOC, table, word, word),
         NewSection((".rela" if rela else ".rel") + TABLE, C.SHT_RELA if rela else C.SHT_REL, 0,
-                   b"".join(rels), word, lay.entsize, elf.symtab.section.index, NewRef(0)),
+                   rels, word, lay.entsize, elf.symtab.section.index, NewRef(0)),
     ]
 
 
