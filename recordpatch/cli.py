@@ -1,13 +1,14 @@
-"""Command line. Thin: parse, dispatch to passes, format. argparse keeps start-up
-cheap (Kbuild may start us once per object); heavy modules load only in the
-commands that need them."""
+"""Command line. Thin: parse, dispatch to passes, format.
+
+Kbuild may start us once per object, so start-up is budgeted: the argument forms
+Kbuild uses (`[-w] FILE...`) are parsed without importing argparse, and heavy
+modules load only in the commands that need them."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
+from types import SimpleNamespace
 
 from . import __version__
 from .diag import NOTE, WARNING, emit
@@ -16,14 +17,29 @@ from .errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 COMMANDS = ("record",)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # usage errors: one line, exit 2
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+def _parser_class():
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message):  # usage errors: one line, exit 2
+            self.print_usage(sys.stderr)
+            print(f"{self.prog}: error: {message}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+
+    return _Parser
 
 
-def build_parser(prog: str = "recordpatch") -> argparse.ArgumentParser:
+def _quick_record_args(argv: list[str]):
+    """`[-w] FILE...` (Kbuild's forms) parsed by hand; None for anything else."""
+    files = [a for a in argv if a != "-w"]
+    if not files or any(a.startswith("-") for a in files):
+        return None
+    return SimpleNamespace(command="record", warn=len(files) != len(argv), jobs=1,
+                           dry_run=False, json=False, files=files)
+
+
+def build_parser(prog: str = "recordpatch"):
+    _Parser = _parser_class()
     p = _Parser(prog=prog, description="Record and check ftrace call-site tables in MIPS ELF objects.")
     p.add_argument("--version", action="version", version=f"recordpatch {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -34,7 +50,7 @@ def build_parser(prog: str = "recordpatch") -> argparse.ArgumentParser:
     return p
 
 
-def add_record_args(r: argparse.ArgumentParser) -> None:
+def add_record_args(r) -> None:
     r.add_argument("-w", dest="warn", action="store_true",
                    help="warn about mcount callers in sections ftrace ignores, and about "
                    "references to _mcount that are not calls")
@@ -77,6 +93,7 @@ def run_record(ns) -> int:
         elif ns.dry_run and not res.failed:
             print_dry_run(res)
     if ns.json:
+        import json
         json.dump({"files": out}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     return EXIT_FAIL if failed else EXIT_OK
@@ -97,7 +114,11 @@ def main(argv=None, prog: str = "recordpatch") -> int:
     # The bare form `recordpatch FILE...` (the Kbuild hook) means `record`.
     if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "record")
-    ns = build_parser(prog).parse_args(argv)
+    ns = None
+    if argv and argv[0] == "record":
+        ns = _quick_record_args(argv[1:])
+    if ns is None:
+        ns = build_parser(prog).parse_args(argv)
     if ns.command is None:
         build_parser(prog).print_help(sys.stderr)
         return EXIT_USAGE
@@ -113,7 +134,10 @@ def main(argv=None, prog: str = "recordpatch") -> int:
 def recordmcount_main(argv=None) -> int:
     """`scripts/recordmcount [-w] file.o...`: Kbuild's calling convention, our rules."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = _Parser(prog="recordmcount", description="drop-in for Linux scripts/recordmcount (MIPS)")
-    add_record_args(p)
-    ns = p.parse_args(argv)
+    ns = _quick_record_args(argv)
+    if ns is None:
+        p = _parser_class()(prog="recordmcount",
+                            description="drop-in for Linux scripts/recordmcount (MIPS)")
+        add_record_args(p)
+        ns = p.parse_args(argv)
     return run_record(ns)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import NamedTuple
+from collections import namedtuple
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
 
-class Diagnostic(NamedTuple):
-    level: str          # ERROR / WARNING / NOTE
-    message: str
-    where: str = ""     # "func+0x12" or ".text+0x24"; empty for whole-file messages
+class Diagnostic(namedtuple("Diagnostic", "level message where", defaults=("",))):
+    __slots__ = ()
+    # level: ERROR / WARNING / NOTE
+    # where: "func+0x12" or ".text+0x24"; empty for whole-file messages
 
     def render(self, path: str) -> str:
         loc = f"{self.where}: " if self.where else ""

@@ -84,7 +84,8 @@ def main() -> int:
     ap.add_argument("--small", type=Path, default=FIX / "mipsel" / "kernel" / "basic.o")
     ap.add_argument("--corpus", type=Path, help="directory of real objects for B2 (default: "
                     "every fixture object, repeated to --batch files)")
-    ap.add_argument("--batch", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=400,
+                    help="number of objects in B2 (0: the whole --corpus)")
     ap.add_argument("--large", type=Path, action="append", help="large ld -r object(s) for B3 "
                     "(default: the committed many-section objects)")
     ap.add_argument("--out", type=Path)
@@ -99,19 +100,27 @@ def main() -> int:
                      f"{a.small.relative_to(ROOT) if a.small.is_relative_to(ROOT) else a.small}",
                      o, r, "<= 60 ms"))
         if a.corpus:
-            objs = sorted(p for p in a.corpus.rglob("*.o") if p.is_file())[:a.batch or None]
+            objs = sorted(p for p in a.corpus.rglob("*.o") if p.is_file())
+            objs = objs[:a.batch] if a.batch else objs
             label = f"{len(objs)} objects from {a.corpus}"
         else:
-            pool = sorted(p for p in FIX.rglob("*.o") if p.is_file())
+            pool = sorted(p for p in FIX.rglob("*.o") if p.is_file() and p.parent.name != "manysec")
             objs = [pool[i % len(pool)] for i in range(a.batch)]
             label = f"{len(objs)} fixture objects"
         o, r = batch(objs, tmp)
         rows.append(("B2 batch: one process vs one reference process per object", label, o, r,
                      "ours <= reference"))
-        larges = a.large or sorted(FIX.rglob("manysec*.o.xz"))
+        # mips64/manysec is left out by default: the reference records nothing there (its
+        # 32-bit read of an ELF64 big-endian section count), so a ratio would mean nothing.
+        larges = a.large or [p for p in sorted(FIX.rglob("manysec*.o.xz"))
+                             if p.parent.parent.name != "mips64"]
         for big in larges:
             o, r = single(big, 5, tmp)
-            rows.append((f"B3 large object (median of 5)", big.name, o, r, "<= 3x reference"))
+            label = f"{big.parent.parent.name}/{big.name}" if big.is_relative_to(FIX) else str(big)
+            kernel = "vmlinux" in big.name
+            rows.append((f"B3 large object{' (P1: kernel vmlinux.o)' if kernel else ''} "
+                         "(median of 5)", label, o, r,
+                         "<= 2x reference" if kernel else "<= 3x reference"))
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
              f"{platform.python_version()}; reference: {REF}", "",
              "| benchmark | input | recordpatch | recordmcount | ratio | target |",

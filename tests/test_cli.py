@@ -53,16 +53,24 @@ def test_bare_form_and_record_are_the_same(obj, tmp_path):
 
 
 def test_recordmcount_shim(obj, tmp_path):
+    """scripts/recordmcount run as Kbuild runs it: directly, and through a symlink placed
+    in a build tree (it must still find the checkout)."""
     other = tmp_path / "other.o"
     shutil.copyfile(obj, other)
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "recordmcount"), "-w", str(obj)],
-                       capture_output=True, text=True)
+    link = tmp_path / "scripts" / "recordmcount"
+    link.parent.mkdir()
+    link.symlink_to(ROOT / "scripts" / "recordmcount")
+    env = dict(os.environ, RECORDPATCH_PYTHON=sys.executable)
+    r = subprocess.run([str(link), "-w", str(obj)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     run_ours("record", other, check=True)
     assert obj.read_bytes() == other.read_bytes()
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "recordmcount")],
-                       capture_output=True, text=True)
+    r = subprocess.run([str(ROOT / "scripts" / "recordmcount")], capture_output=True, text=True,
+                       env=env)
     assert r.returncode == 2 and "usage" in r.stderr
+    r = subprocess.run([str(ROOT / "scripts" / "recordmcount"), "-w", str(obj)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "already exists" in r.stderr
 
 
 def test_dry_run_writes_nothing_and_lists_sites(obj):

@@ -12,7 +12,7 @@ or writes files.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 from ..errors import UnsupportedError
 
@@ -52,11 +52,11 @@ EF_MIPS_MICROMIPS = 0x02000000
 _ABI_NAMES = {E_MIPS_ABI_O64: "o64", E_MIPS_ABI_EABI32: "eabi32", E_MIPS_ABI_EABI64: "eabi64"}
 
 
-class Abi(NamedTuple):
-    name: str            # "o32" or "n64"
-    word: int            # pointer size in bytes: size of a table entry
-    abs_reloc: int       # R_MIPS_32 or R_MIPS_64: what a table entry is relocated with
-    r6: bool
+class Abi(namedtuple("Abi", "name word abs_reloc r6")):
+    __slots__ = ()
+    # name: "o32" or "n64"
+    # word: pointer size in bytes: size of a table entry
+    # abs_reloc: R_MIPS_32 or R_MIPS_64: what a table entry is relocated with
 
 
 def abi_of(bits: int, e_flags: int) -> Abi:
@@ -154,13 +154,13 @@ LONG_CALL_WINDOW = 4
 JAL_WINDOW = 3
 
 
-class Verdict(NamedTuple):
+class Verdict(namedtuple("Verdict", "site kind reason pair", defaults=(-1,))):
     """What a relocation against _mcount is: a call site to record, or why not."""
+    __slots__ = ()
 
-    site: bool
-    kind: str          # KIND_JAL, KIND_LONG, or "" when not a site
-    reason: str        # empty for clean sites; else what is wrong or what it is
-    pair: int = -1     # for long calls: offset of the %lo half (not recorded)
+    # kind: KIND_JAL, KIND_LONG, or "" when not a site
+    # reason: empty for clean sites; else what is wrong or what it is
+    # pair: for long calls: offset of the %lo half (not recorded)
 
 
 def words(text: bytes, endian: str):

@@ -13,41 +13,23 @@ process while we look at it must not be able to kill us with SIGBUS.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 from ..errors import ElfError
 from . import consts as C
 from .relocs import Reloc, RelocLayout
 
 
-class Section(NamedTuple):
+class Section(namedtuple("Section", "index name type flags addr offset size link info addralign entsize name_offset")):
     """A section header (gABI figure 4-8) plus its index and resolved name."""
-
-    index: int
-    name: str
-    type: int
-    flags: int
-    addr: int
-    offset: int
-    size: int
-    link: int
-    info: int
-    addralign: int
-    entsize: int
-    name_offset: int
+    __slots__ = ()
 
 
-class Symbol(NamedTuple):
+
+class Symbol(namedtuple("Symbol", "index name value size info other shndx raw_shndx")):
     """A symbol-table entry; ``shndx`` already resolved through SHT_SYMTAB_SHNDX."""
+    __slots__ = ()
 
-    index: int
-    name: str
-    value: int
-    size: int
-    info: int
-    other: int
-    shndx: int
-    raw_shndx: int
 
     @property
     def section(self) -> int:

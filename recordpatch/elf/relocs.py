@@ -11,19 +11,13 @@ that order whatever the endianness. Decoding n64 r_info as a plain 64-bit word
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 
-class Reloc(NamedTuple):
+class Reloc(namedtuple("Reloc", "offset sym type addend type2 type3 ssym", defaults=(None, 0, 0, 0,))):
     """One decoded relocation. ``addend`` is None for REL (implicit in the data)."""
+    __slots__ = ()
 
-    offset: int
-    sym: int
-    type: int
-    addend: int | None = None
-    type2: int = 0
-    type3: int = 0
-    ssym: int = 0
 
 
 class RelocLayout:

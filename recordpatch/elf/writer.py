@@ -18,30 +18,24 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from typing import NamedTuple, Union
+from collections import namedtuple
 
 from ..errors import RecordpatchError
 from . import consts as C
 from .reader import EHDR_SIZE, SHDR_SIZE, ElfFile
 
 
-class NewRef(NamedTuple):
+class NewRef(namedtuple("NewRef", "k")):
     """Refers to the k-th section being added, for sh_link/sh_info of another."""
+    __slots__ = ()
 
-    k: int
 
 
-class NewSection(NamedTuple):
-    """A section to append. (NamedTuples, not dataclasses: import time counts here.)"""
+class NewSection(namedtuple("NewSection", "name type flags data addralign entsize link info", defaults=(0, 0, 0,))):
+    """A section to append; link/info may be a NewRef to another new section.
+    (collections.namedtuple: typing and dataclasses cost start-up time on every Kbuild call.)"""
+    __slots__ = ()
 
-    name: str
-    type: int
-    flags: int
-    data: bytes
-    addralign: int
-    entsize: int = 0
-    link: Union[int, NewRef] = 0
-    info: Union[int, NewRef] = 0
 
 
 def _shared_names(base: int, names: list[str]) -> tuple[bytes, list[int]]:

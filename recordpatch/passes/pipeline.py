@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import NamedTuple
+from collections import namedtuple
 
 from ..diag import ERROR, Diagnostic
 from ..errors import RecordpatchError
 
 
-class FileResult(NamedTuple):
-    path: str
-    status: str                    # "recorded", "no-sites", "already", "dry-run", "error"
-    diagnostics: list
-    info: dict                     # JSON-ready description of what was (or would be) done
+class FileResult(namedtuple("FileResult", "path status diagnostics info")):
+    __slots__ = ()
+    # status: "recorded", "no-sites", "already", "dry-run", "error"
+    # info: JSON-ready description of what was (or would be) done
 
     @property
     def failed(self) -> bool:
@@ -81,21 +80,27 @@ def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False,
 
 def site_details(elf, p) -> list[dict]:
     """Per entry: section, offset, kind, enclosing function, base symbol and addend."""
+    from bisect import bisect_right
+
     from ..elf import consts as C
     syms = elf.symtab
-    funcs: dict[int, list[tuple[int, str]]] = {}
+    funcs: dict[int, list[tuple[int, int]]] = {}
     wanted = {e.site.section for e in p.entries}
     if syms is not None:
         for i, value, info, shndx in syms.iter_raw():
             if shndx in wanted and info & 0xF == C.STT_FUNC:
                 funcs.setdefault(shndx, []).append((value, i))
+    starts: dict[int, list[int]] = {}
+    for sec, lst in funcs.items():
+        lst.sort()
+        starts[sec] = [v for v, _ in lst]
     out = []
     for e in p.entries:
-        best = None
-        for value, i in funcs.get(e.site.section, ()):
-            if value <= e.site.offset and (best is None or value > best[0]):
-                best = (value, i)
-        fn = f"{syms[best[1]].name}+{e.site.offset - best[0]:#x}" if best else ""
+        fn = ""
+        k = bisect_right(starts.get(e.site.section, ()), e.site.offset) - 1
+        if k >= 0:
+            value, i = funcs[e.site.section][k]
+            fn = f"{syms[i].name}+{e.site.offset - value:#x}"
         base = syms[e.sym]
         out.append({"section": e.site.section_name, "offset": e.site.offset,
                     "kind": e.site.kind, "function": fn,

@@ -22,7 +22,7 @@ is replaced by pairing each %lo with its own %hi.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 from ..arch import mips
 from ..diag import ERROR, NOTE, WARNING, Diagnostic
@@ -44,32 +44,25 @@ def is_mcounted_name(name: str) -> bool:
     return name.startswith(".text") or name in MCOUNTED_NAMES
 
 
-class _Hit(NamedTuple):
-    offset: int
-    type: int
+class _Hit(namedtuple("_Hit", "offset type")):
+    __slots__ = ()
 
 
-class Site(NamedTuple):
-    section: int        # index of the text section
-    section_name: str
-    offset: int         # offset of the recorded word in that section
-    kind: str           # mips.KIND_JAL / mips.KIND_LONG
+class Site(namedtuple("Site", "section section_name offset kind")):
+    __slots__ = ()
+    # section: index of the text section
+    # offset: offset of the recorded word in that section
+    # kind: mips.KIND_JAL / mips.KIND_LONG
 
 
-class Entry(NamedTuple):
-    site: Site
-    sym: int            # symbol the table entry is relocated against
-    addend: int
+class Entry(namedtuple("Entry", "site sym addend")):
+    __slots__ = ()
+    # sym: symbol the table entry is relocated against
 
 
-class RecordPlan(NamedTuple):
-    abi: mips.Abi
-    rela: bool
-    entries: list[Entry]
-    ignored: list[Site]            # calls in sections ftrace does not trace
-    diagnostics: list[Diagnostic]
-    already: bool
-    new_sections: list[NewSection]
+class RecordPlan(namedtuple("RecordPlan", "abi rela entries ignored diagnostics already new_sections")):
+    __slots__ = ()
+    # ignored: calls in sections ftrace does not trace
 
 
 def check_mips_rel(elf: ElfFile) -> mips.Abi:
