@@ -35,7 +35,13 @@ def _quick_record_args(argv: list[str]):
     if not files or any(a.startswith("-") for a in files):
         return None
     return SimpleNamespace(command="record", warn=len(files) != len(argv), jobs=1,
-                           dry_run=False, json=False, files=files)
+                           dry_run=False, json=False, files=files, quirks=_quirks_from_env())
+
+
+def _quirks_from_env() -> bool:
+    """RECORDPATCH_REFERENCE_QUIRKS=1: --reference-quirks where no flag can be passed
+    (Kbuild calls scripts/recordmcount with its own arguments)."""
+    return os.environ.get("RECORDPATCH_REFERENCE_QUIRKS", "") not in ("", "0")
 
 
 def build_parser(prog: str = "recordpatch"):
@@ -59,13 +65,18 @@ def add_record_args(r) -> None:
     r.add_argument("-n", "--dry-run", action="store_true", help="print what would be recorded; "
                    "write nothing")
     r.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    r.add_argument("--reference-quirks", dest="quirks", action="store_true",
+                   default=_quirks_from_env(),
+                   help="leave out the calls Linux 6.1's recordmcount leaves out (its +4 filter "
+                   "carries over between sections), for a table identical to its own; also "
+                   "RECORDPATCH_REFERENCE_QUIRKS=1")
     r.add_argument("files", nargs="+", metavar="FILE")
 
 
 def _record_task(args):
     from .passes.pipeline import record_one
-    path, dry, warn, describe = args
-    return record_one(path, dry_run=dry, warn_ignored=warn, describe=describe)
+    path, dry, warn, describe, quirks = args
+    return record_one(path, dry_run=dry, warn_ignored=warn, describe=describe, quirks=quirks)
 
 
 def run_record(ns) -> int:
@@ -73,7 +84,7 @@ def run_record(ns) -> int:
         print("recordpatch: error: -j needs a positive number", file=sys.stderr)
         return EXIT_USAGE
     describe = ns.dry_run or ns.json
-    tasks = [(f, ns.dry_run, ns.warn, describe) for f in ns.files]
+    tasks = [(f, ns.dry_run, ns.warn, describe, ns.quirks) for f in ns.files]
     if ns.jobs > 1 and len(tasks) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=min(ns.jobs, len(tasks))) as ex:

@@ -177,3 +177,36 @@ def test_manysec_same_as_reference(src: Path, tmp_path):
         return
     assert recorded_sites(ref) == reference_model(ref) == got
     assert ours.read_bytes() == ref.read_bytes()
+
+
+@pytest.mark.parametrize("src", [p for p in OBJECTS if p.name != "mcount_user.o"], ids=fixture_id)
+def test_reference_quirks_is_byte_identical(src: Path, tmp_path):
+    """--reference-quirks drops exactly what the reference drops: the same file, byte for
+    byte, including the objects where the default mode records more (fsections/*)."""
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "ours").mkdir()
+    ref, ours = materialize(src, tmp_path / "ref"), materialize(src, tmp_path / "ours")
+    rr = run_reference(ref)
+    ro = run_ours("record", "--reference-quirks", ours)
+    assert ro.returncode == rr.returncode, (ro.stderr, rr.stderr)
+    assert ours.read_bytes() == ref.read_bytes()
+
+
+def test_reference_quirks_from_environment_and_notes(tmp_path):
+    """The Kbuild path (no flags) takes the mode from the environment; -w names the call."""
+    import os
+    src = FIXTURES / "mipsel" / "fsections" / "fsections.o"
+    a, b = tmp_path / "a.o", tmp_path / "b.o"
+    a.write_bytes(src.read_bytes())
+    b.write_bytes(src.read_bytes())
+    env = dict(os.environ, RECORDPATCH_REFERENCE_QUIRKS="1")
+    r = subprocess.run([str(FIXTURES.parent.parent / "scripts" / "recordmcount"), str(a)],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = run_ours("record", "-w", b)
+    assert "recordmcount would leave this call out" in r.stderr and ".text.fs_copy_in+0x14" in r.stderr
+    ref = tmp_path / "ref.o"
+    ref.write_bytes(src.read_bytes())
+    run_reference(ref)
+    assert a.read_bytes() == ref.read_bytes() != b.read_bytes()
+    assert len(recorded_sites(b)) == len(recorded_sites(a)) + 1

@@ -43,7 +43,7 @@ def error_result(path: str, exc: Exception) -> FileResult:
                                                                     "error": str(exc)})
 
 
-def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False,
+def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, quirks: bool = False,
                describe: bool = False) -> FileResult:
     """`record` on one file. ``describe`` adds per-site detail to ``info``."""
     from ..elf.reader import ElfFile
@@ -53,7 +53,7 @@ def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False,
     try:
         data, st = read_input(path)
         elf = ElfFile(data)
-        p = record.plan(elf, warn_ignored)
+        p = record.plan(elf, warn_ignored, quirks)
         if p.already:
             status = "already"
         elif not p.entries:
