@@ -55,3 +55,14 @@ bench: venv
 
 clean:
 	rm -rf build $(VENV) .pytest_cache
+
+# Real-kernel end-to-end check (issue 5), not part of `make test`: builds Debian's linux-source-6.1
+# (malta_defconfig + ftrace) with the reference recordmcount, with recordpatch per object and with
+# the `recordpatch vmlinux.o` hook; compares the ftrace tables and boots each in QEMU.
+# ~25 min on 2 cores the first time (one full build), a few minutes after. See docs/kernel-e2e.md.
+#   make kernel-e2e [KERNEL_E2E_ARCH=mips64] [KERNEL_E2E_WORK=/work/kbuild]
+KERNEL_E2E_ARCH ?= mipsel
+KERNEL_E2E_WORK ?= /work/kbuild
+.PHONY: kernel-e2e
+kernel-e2e: venv
+	E2E_ARCH=$(KERNEL_E2E_ARCH) WORK=$(KERNEL_E2E_WORK) RECORDPATCH=$(abspath $(RP)) bash kernel/e2e.sh
