@@ -15,6 +15,7 @@ outputs stay identical even there.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import struct
@@ -68,6 +69,8 @@ def append_sections(elf: ElfFile, new: list[NewSection]) -> list[bytes]:
     """The output image, as chunks to write in order, with ``new`` appended."""
     if not elf.sections:
         raise RecordpatchError("cannot add sections: the file has no section header table")
+    if not elf.shstrndx:
+        raise RecordpatchError("cannot add sections: the file has no section name table")
     data = elf.data
     e = elf.endian
     bits = elf.bits
@@ -85,20 +88,17 @@ def append_sections(elf: ElfFile, new: list[NewSection]) -> list[bytes]:
     new_shoff = t + pad_hdr
     body_off = new_shoff + new_n * shdr.size
 
-    # Header-table entries: copies of the old ones with the two live edits.
-    def hdr(s) -> tuple:
-        return (s.name_offset, s.type, s.flags, s.addr, s.offset, s.size,
-                s.link, s.info, s.addralign, s.entsize)
-
-    old_entries = [hdr(s) for s in elf.sections]
-    h = list(old_entries[elf.shstrndx])
+    # Header-table entries: the old ones byte for byte (copied, not re-packed: a vmlinux.o
+    # has ~15k), with the two live edits patched in.
+    old_table = bytearray(data[elf.shoff:elf.shoff + old_n * shdr.size])
+    h = list(shdr.unpack_from(old_table, elf.shstrndx * shdr.size))
     h[4], h[5] = str_off, len(strtab)
-    old_entries[elf.shstrndx] = tuple(h)
+    shdr.pack_into(old_table, elf.shstrndx * shdr.size, *h)
     overflow = new_n >= C.SHN_LORESERVE
     if overflow or elf.e_shnum == 0:
-        h0 = list(old_entries[0])
+        h0 = list(shdr.unpack_from(old_table, 0))
         h0[5] = new_n if overflow else 0
-        old_entries[0] = tuple(h0)
+        shdr.pack_into(old_table, 0, *h0)
 
     def resolve(v):
         return old_n + v.k if isinstance(v, NewRef) else v
@@ -116,7 +116,7 @@ def append_sections(elf: ElfFile, new: list[NewSection]) -> list[bytes]:
         body.append(s.data)
         pos += len(s.data)
 
-    table = b"".join(shdr.pack(*x) for x in old_entries + new_entries)
+    table = bytes(old_table) + b"".join(shdr.pack(*x) for x in new_entries)
 
     # ELF header: e_shoff, e_shnum (0 when it overflows into shdr[0].sh_size).
     ehsize = EHDR_SIZE[bits]
@@ -129,7 +129,6 @@ def append_sections(elf: ElfFile, new: list[NewSection]) -> list[bytes]:
         struct.pack_into(e + "H", ehdr, 60, 0 if overflow else new_n)
 
     # The dead old table, rewritten to equal the live copy (see module doc).
-    old_table = b"".join(shdr.pack(*x) for x in old_entries)
     middle = data[ehsize:elf.shoff] if elf.shoff >= ehsize else b""
     if elf.shoff < ehsize:  # header table overlapping the ELF header: leave it alone
         return [bytes(ehdr), data[ehsize:], strtab, b"\0" * pad_hdr, table, *body]
@@ -162,6 +161,8 @@ def _create_temp(d: str, base: str) -> tuple[int, str]:
             return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
         except FileExistsError:
             continue
+        except OSError as exc:  # EACCES, EROFS, ENOSPC, EDQUOT...: the user's to fix
+            raise RecordpatchError(f"cannot create a temporary file in {d}: {exc.strerror}") from None
     raise RecordpatchError(f"cannot create a temporary file in {d}")
 
 
@@ -171,25 +172,41 @@ def write_atomic(path: str, chunks: list[bytes], mode: int | None = None,
 
     A reader (or a crash) sees either the old file or the complete new one. If
     ``expect`` is given and ``path`` changed since it was read (size or mtime),
-    nothing is replaced: another process got there first.
+    nothing is replaced: another process got there first. The new file gets
+    ``expect``'s owner and group when we may give them (root), as `sed -i` does.
+    A killed process can leave its ``.BASE.XXXXXXXX.rp`` behind: never read by
+    anyone, and harmless (``find -name '.*.rp' -delete`` clears them).
+    Failures (disk full, file too large, sticky directory...) raise RecordpatchError.
     """
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = _create_temp(d, os.path.basename(path))
+    step = "write"
     try:
         with os.fdopen(fd, "wb") as f:
             for c in chunks:
                 f.write(c)
             if mode is not None:
                 os.fchmod(f.fileno(), stat.S_IMODE(mode))
+            if expect is not None and (expect.st_uid, expect.st_gid) != (os.geteuid(), os.getegid()):
+                try:
+                    os.fchown(f.fileno(), expect.st_uid, expect.st_gid)
+                except PermissionError:  # not root: the file becomes ours, as with cp or sed -i
+                    pass
         if expect is not None:
             now = os.stat(path)
             if (now.st_size, now.st_mtime_ns, now.st_ino) != (
                     expect.st_size, expect.st_mtime_ns, expect.st_ino):
                 raise RecordpatchError("file changed while it was being processed; not replaced")
+        step = "replace"
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            why = exc.strerror or str(exc)
+            if step == "replace" and exc.errno == errno.EPERM and os.stat(d).st_mode & stat.S_ISVTX:
+                why += " (sticky directory, and the file belongs to another user)"
+            raise RecordpatchError(f"cannot {step} {os.path.basename(path)}: {why}") from None
         raise
