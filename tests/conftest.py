@@ -60,8 +60,14 @@ def pg_objects() -> list[Path]:
     """Every committed relocatable fixture (.o and .ko), excluding compressed ones."""
     # manysec/manysec.o is the uncompressed build product of manysec.o.xz (not committed)
     out = sorted(p for p in FIXTURES.rglob("*") if p.suffix in (".o", ".ko") and p.is_file()
-                 and p.parent.name != "manysec")
+                 and p.parent.name != "manysec" and not is_non_pg_fixture(p))
     return out
+
+
+def is_non_pg_fixture(p: Path) -> bool:
+    """Fixtures of issue 3 (patchable entries: pfe*; trampoline alignment: check/), which
+    are not -pg objects and stay out of the recordmcount differential tests."""
+    return p.parent.name.startswith("pfe") or p.parent.name == "check"
 
 
 def fixture_id(p: Path) -> str:

@@ -217,3 +217,120 @@ def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
     if rtype == R_MIPS_LO16:
         return Verdict(False, "", "%lo half of an _mcount address")
     return Verdict(False, "", f"{reloc_name(rtype)} reference to _mcount")
+
+
+# ---------------------------------------------------------------- patchable entries
+#: st_other bits of MIPS function symbols (MIPS ABI supplement; binutils include/elf/mips.h)
+STO_MIPS_ISA = 0xC0
+STO_MICROMIPS = 0x80
+STO_MIPS16 = 0xF0
+
+#: microMIPS `nop16` (MOVE16 zero,zero); the 32-bit microMIPS nop is 0x0000 0x0000, like MIPS's.
+MM_NOP16 = 0x0C00
+R_MICROMIPS_26_S1 = 133
+R_MIPS_PC16 = 10
+
+
+def is_micromips_sym(other: int) -> bool:
+    return other & STO_MIPS_ISA == STO_MICROMIPS and other != STO_MIPS16
+
+
+def is_nop(w: int) -> bool:
+    """The pad instruction: `nop` (sll zero,zero,0). ssnop/ehb are not pad nops."""
+    return w == NOP
+
+
+def nop_run(text: bytes, offset: int, endian: str, micro: bool, limit: int = 64) -> list[int]:
+    """Offsets (relative to ``offset``) of the consecutive nops starting at ``offset``,
+    plus, as the last element, the end of the run; so ``len(result) - 1`` nops.
+
+    MIPS: 32-bit `nop` words. microMIPS: `nop16` halfwords or 32-bit nops (two zero
+    halfwords). Stops at the first other instruction, the section end, or ``limit``.
+    """
+    pos = 0
+    out = []
+    end = len(text)
+    if not micro:
+        unpack = struct.Struct(endian + "I").unpack_from
+        if offset & 3 or offset < 0:
+            return [0]
+        while len(out) < limit and offset + pos + 4 <= end and unpack(text, offset + pos)[0] == NOP:
+            out.append(pos)
+            pos += 4
+        out.append(pos)
+        return out
+    unpack = struct.Struct(endian + "H").unpack_from
+    if offset & 1 or offset < 0:
+        return [0]
+    while len(out) < limit and offset + pos + 2 <= end:
+        h = unpack(text, offset + pos)[0]
+        if h == MM_NOP16:
+            step = 2
+        elif h == 0 and offset + pos + 4 <= end and unpack(text, offset + pos + 2)[0] == 0:
+            step = 4
+        else:
+            break
+        out.append(pos)
+        pos += step
+    out.append(pos)
+    return out
+
+
+def pad_size(n: int, micro: bool) -> int:
+    """Bytes of an n-nop pad as GCC emits it (nop16 in microMIPS mode)."""
+    return n * (2 if micro else 4)
+
+
+#: PC-relative relocation types: the place referenced is S + A + 4 (the branch's
+#: offset counts from the delay slot / next instruction), so a call to S has A = -4.
+R_MIPS_PC21_S2 = 60
+PC_RELATIVE = frozenset({R_MIPS_PC16, R_MIPS_PC21_S2, R_MIPS_PC26_S2})
+
+
+def _sext(v: int, bits: int) -> int:
+    return v - (1 << bits) if v & (1 << (bits - 1)) else v
+
+
+def rel_addend(rtype: int, w: int) -> int | None:
+    """The implicit addend of a REL relocation of ``rtype`` stored in word ``w``
+    (a 32-bit instruction or data word), or None for types we do not decode.
+    R_MIPS_HI16/LO16 give their halves only (the caller pairs them)."""
+    if rtype == R_MIPS_32:
+        return w
+    if rtype == R_MIPS_26:
+        return (w & 0x3FFFFFF) << 2
+    if rtype == R_MICROMIPS_26_S1:
+        return (w & 0x3FFFFFF) << 1
+    if rtype == R_MIPS_PC16:
+        return _sext(w & 0xFFFF, 16) << 2
+    if rtype == R_MIPS_PC21_S2:
+        return _sext(w & 0x1FFFFF, 21) << 2
+    if rtype == R_MIPS_PC26_S2:
+        return _sext(w & 0x3FFFFFF, 26) << 2
+    if rtype in (R_MIPS_HI16, R_MIPS_LO16):
+        return w & 0xFFFF
+    return None
+
+
+def rel_with_addend(rtype: int, w: int, addend: int) -> int:
+    """Word ``w`` with its REL addend field set to ``addend`` (inverse of rel_addend)."""
+    if rtype == R_MIPS_32:
+        return addend & 0xFFFFFFFF
+    if rtype == R_MIPS_26:
+        return (w & ~0x3FFFFFF) | ((addend >> 2) & 0x3FFFFFF)
+    if rtype == R_MICROMIPS_26_S1:
+        return (w & ~0x3FFFFFF) | ((addend >> 1) & 0x3FFFFFF)
+    if rtype == R_MIPS_PC16:
+        return (w & ~0xFFFF) | ((addend >> 2) & 0xFFFF)
+    if rtype == R_MIPS_PC21_S2:
+        return (w & ~0x1FFFFF) | ((addend >> 2) & 0x1FFFFF)
+    if rtype == R_MIPS_PC26_S2:
+        return (w & ~0x3FFFFFF) | ((addend >> 2) & 0x3FFFFFF)
+    if rtype in (R_MIPS_HI16, R_MIPS_LO16):
+        return (w & ~0xFFFF) | (addend & 0xFFFF)
+    raise ValueError(rtype)
+
+
+def hi_lo(value: int) -> tuple[int, int]:
+    """The %hi and %lo halves of ``value`` (the %hi carries the %lo's sign)."""
+    return ((value + 0x8000) >> 16) & 0xFFFF, value & 0xFFFF

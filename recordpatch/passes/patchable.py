@@ -1,0 +1,451 @@
+"""`-fpatchable-function-entry=N[,M]` objects: validate the compiler's own table.
+
+With that option (the MIPS DYNAMIC_FTRACE_WITH_REGS design, instead of `-pg`) GCC emits
+N nops per function and a pointer to them in `__patchable_function_entries`. Nothing
+checks them; this pass does, entry by entry:
+
+* the pointer resolves (a relocation, a defined symbol, inside an executable section);
+* exactly N nops stand there (N from ``nops`` or the most common pad in the object), in
+  the ISA mode of the function (microMIPS pads carry the ISA bit in the pointer);
+* the pad sits M nops before the function symbol (M = 0 unless asked for);
+* no entry is duplicated, no function with a pad lacks one;
+
+and names the compiler defects it finds (PR99217: the whole pad before the label;
+SHF_LINK_ORDER to the wrong section with -ffunction-sections; pads in the wrong ISA mode),
+with the compiler from `.comment`.
+
+:func:`repair` moves the function symbols of PR99217 pads (and every reference to the old
+entry) to the pad start, so callers run the pad. Pure: returns new bytes, writes nothing.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter, namedtuple
+
+from ..arch import mips
+from ..diag import WARNING, Diagnostic
+from ..elf import consts as C
+from ..elf.reader import ElfFile
+from ..errors import RecordpatchError
+
+TABLE = "__patchable_function_entries"
+
+
+class Pad(namedtuple("Pad", "table slot section section_name offset micro func nops before "
+                     "before_bytes ok pr99217")):
+    """One validated entry.
+
+    table/slot: the entry's section index and index in it; section/offset: where the pad
+    starts (ISA bit cleared); micro: the pointer's ISA bit (microMIPS pad); func: the
+    function Symbol or None; nops: nops found from the pad start; before: nops between
+    the pad start and the function symbol (before_bytes in bytes); ok: no finding;
+    pr99217: the whole pad stands before the label."""
+    __slots__ = ()
+
+
+class PatchPlan(namedtuple("PatchPlan", "pads nops before compiler diagnostics rela")):
+    __slots__ = ()
+
+
+def has_table(elf: ElfFile) -> bool:
+    return any(s.name == TABLE for s in elf.sections)
+
+
+def compiler_of(elf: ElfFile) -> str:
+    """The first producer string of `.comment` ("GCC: (Debian 12.2.0-14) 12.2.0"), or ''."""
+    s = elf.section_by_name(".comment")
+    if s is None:
+        return ""
+    for piece in elf.section_data(s).split(b"\0"):
+        if piece.strip():
+            return piece.decode("utf-8", "replace").strip()
+    return ""
+
+
+def _functions(elf: ElfFile) -> dict[int, list]:
+    """section index -> FUNC symbols defined there, sorted by value."""
+    out: dict[int, list] = {}
+    if elf.symtab is None:
+        return out
+    for sym in elf.symtab:
+        if sym.type == C.STT_FUNC and sym.section:
+            out.setdefault(sym.section, []).append(sym)
+    for lst in out.values():
+        lst.sort(key=lambda s: (s.value, s.bind != C.STB_GLOBAL, s.index))
+    return out
+
+
+def raw_entries(elf: ElfFile):
+    """(table section, slot, target section index, target offset incl. ISA bit, rela, problem)
+    for every word of every `__patchable_function_entries` section."""
+    symtab = elf.symtab
+    word = elf.word
+    mask = (1 << (8 * word)) - 1
+    secs = elf.sections
+    out = []
+    for t in secs:
+        if t.name != TABLE:
+            continue
+        rsec = next((s for s in secs if s.type in (C.SHT_REL, C.SHT_RELA) and s.info == t.index),
+                    None)
+        rela = rsec is not None and rsec.type == C.SHT_RELA
+        relocs = {}
+        if rsec is not None:
+            for r in elf.relocations(rsec):
+                relocs.setdefault(r.offset, []).append(r)
+        data = elf.section_data(t)
+        fmt = elf.endian + ("I" if word == 4 else "Q")
+        if len(data) != t.size:  # SHT_NOBITS: a size but no bytes to read the words from
+            out.append((t, -1, 0, 0, rela, f"{TABLE} has no contents in the file (SHT_NOBITS)"))
+            continue
+        if t.size % word:
+            out.append((t, -1, 0, 0, rela, f"{TABLE} size {t.size} is not a multiple of {word}"))
+        for slot in range(t.size // word):
+            rs = relocs.get(slot * word, [])
+            if len(rs) != 1 or symtab is None:
+                out.append((t, slot, 0, 0, rela, "no relocation" if not rs else
+                            f"{len(rs)} relocations on one entry"))
+                continue
+            r = rs[0]
+            if r.type not in (mips.R_MIPS_32, mips.R_MIPS_64) or r.type2 or r.type3:
+                out.append((t, slot, 0, 0, rela, f"relocation {mips.reloc_name(r.type)} is not "
+                            "an absolute pointer"))
+                continue
+            sym = symtab[r.sym]
+            if not sym.section:
+                out.append((t, slot, 0, 0, rela, f"points at undefined symbol {sym.name or r.sym}"))
+                continue
+            addend = r.addend if r.addend is not None else struct.unpack_from(fmt, data, slot * word)[0]
+            out.append((t, slot, sym.section, (sym.value + addend) & mask, rela, ""))
+    return out
+
+
+def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
+    """Validate every entry. ``nops``: the pad size N (None: the object's most common pad);
+    ``before``: M, the nops that may legally precede the function symbol."""
+    compiler = compiler_of(elf)
+    cc = f" [{compiler}]" if compiler else ""
+    diags: list[Diagnostic] = []
+    funcs = _functions(elf)
+    secs = elf.sections
+    raws = raw_entries(elf)
+    rela = any(x[4] for x in raws)
+    # First pass: locate pad, function, nop run.
+    found = []
+    for t, slot, sec, target, _, problem in raws:
+        where = f"{TABLE}+{slot * elf.word:#x}" if slot >= 0 else TABLE
+        if problem:
+            diags.append(Diagnostic(WARNING, f"entry: {problem}", where))
+            continue
+        tsec = secs[sec] if 0 < sec < len(secs) else None
+        micro = bool(target & 1)
+        off = target & ~1
+        if tsec is None or off >= tsec.size or tsec.type == C.SHT_NOBITS:
+            name = tsec.name if tsec else str(sec)
+            diags.append(Diagnostic(WARNING, f"entry points outside its section ({name}+{off:#x})",
+                                    where))
+            continue
+        if not tsec.flags & C.SHF_EXECINSTR:
+            diags.append(Diagnostic(WARNING, f"entry points into {tsec.name}+{off:#x}, which is "
+                                    "not an executable section", where))
+            continue
+        text = elf.section_data(tsec)
+        run = mips.nop_run(text, off, elf.endian, micro)
+        cands = [f for f in funcs.get(sec, ()) if off <= f.value <= off + run[-1]]
+        func = cands[0] if cands else None
+        if func is None:
+            # the pad is not in front of (or at) any function symbol
+            after = [f for f in funcs.get(sec, ()) if f.value <= off < f.value + max(f.size, 1)]
+            inside = f" (inside {after[-1].name}+{off - after[-1].value:#x})" if after else ""
+            diags.append(Diagnostic(WARNING, f"entry points at {tsec.name}+{off:#x}{inside}, "
+                                    "not at a function's pad", where))
+            continue
+        nb = sum(1 for p in run[:-1] if p < func.value - off)
+        found.append((t, slot, tsec, off, micro, func, run, nb))
+    if nops is None:
+        counts = Counter(len(x[6]) - 1 for x in found)
+        nops = counts.most_common(1)[0][0] if counts else 0
+    pads: list[Pad] = []
+    seen_at: dict[tuple[int, int], int] = {}
+    seen_fn: dict[tuple[int, int], int] = {}
+    for t, slot, tsec, off, micro, func, run, nb in found:
+        problems = []
+        fname = func.name or f"{tsec.name}+{func.value:#x}"
+        fmicro = mips.is_micromips_sym(func.other)
+        nrun = len(run) - 1
+        pr = False
+        if micro != fmicro:
+            isa = "microMIPS" if fmicro else "MIPS"
+            padisa = "microMIPS (nop16, pointer with the ISA bit)" if micro else "MIPS"
+            problems.append(f"pad of {isa} function {fname} in {tsec.name} is in {padisa} mode: "
+                            "emitted before the function's `.set (no)micromips`"
+                            + (f"; it leaves {fname} at {tsec.name}+{func.value:#x}, not 4-byte "
+                               "aligned as MIPS code must be" if not fmicro and func.value & 3
+                               else "") + cc)
+        if nrun < nops:
+            problems.append(f"pad of {fname} in {tsec.name} has {nrun} nop{'s' * (nrun != 1)}, "
+                            f"expected {nops}")
+        if nb != before:
+            if nops > before and nb >= nops:
+                pr = True
+                problems.append(f"all {nops} nops of {fname}'s pad in {tsec.name} stand before "
+                                "its entry point, so callers never run them (GCC PR99217; "
+                                f"--repair moves the entry){cc}")
+            else:
+                problems.append(f"pad of {fname} in {tsec.name} starts {nb} nop{'s' * (nb != 1)} "
+                                f"before the function, expected {before}")
+        if t.flags & C.SHF_LINK_ORDER and t.link != tsec.index:
+            other = secs[t.link].name if 0 <= t.link < len(secs) else str(t.link)
+            problems.append(f"entry for {fname} (in {tsec.name}) is in a {TABLE} section linked "
+                            f"(SHF_LINK_ORDER) to {other}: --gc-sections keeps or drops it with "
+                            f"{other}, not with {tsec.name}{cc}")
+        k = seen_at.get((tsec.index, off))
+        if k is not None:
+            problems.append(f"duplicate entry for {fname} in {tsec.name} (also entry {k})")
+        elif seen_fn.get((tsec.index, func.value)) is not None:
+            problems.append(f"second entry for {fname} in {tsec.name} "
+                            f"(also entry {seen_fn[(tsec.index, func.value)]})")
+        seen_at.setdefault((tsec.index, off), slot)
+        seen_fn.setdefault((tsec.index, func.value), slot)
+        for msg in problems:
+            diags.append(Diagnostic(WARNING, msg, fname))
+        pads.append(Pad(t.index, slot, tsec.index, tsec.name, off, micro, func, nrun, nb,
+                        func.value - off, not problems, pr))
+    diags.extend(_missing(elf, funcs, pads, nops, before, cc))
+    return PatchPlan(pads, nops, before, compiler, diags, rela)
+
+
+def _missing(elf: ElfFile, funcs, pads, nops: int, before: int, cc: str) -> list[Diagnostic]:
+    """Functions in sections that have pads, with a pad-shaped nop run but no entry."""
+    if not pads or nops <= 0:
+        return []
+    out = []
+    covered = {(p.section, p.func.value) for p in pads}
+    # where this object's pads stand relative to the label (usually all the same)
+    lead = Counter(p.before for p in pads).most_common(1)[0][0]
+    for sec in {p.section for p in pads}:
+        s = elf.sections[sec]
+        text = elf.section_data(s)
+        lst = funcs.get(sec, [])
+        for i, f in enumerate(lst):
+            if (sec, f.value) in covered or f.bind == C.STB_WEAK and any(
+                    g.value == f.value and (sec, g.value) in covered for g in lst):
+                continue
+            micro = mips.is_micromips_sym(f.other)
+            unit = 2 if micro else 4
+            start = f.value - lead * unit
+            prev_end = max((g.value + g.size for g in lst[:i] if g.value < f.value), default=0)
+            if start < prev_end:
+                continue
+            run = mips.nop_run(text, start, elf.endian, micro)
+            if len(run) - 1 >= nops:
+                out.append(Diagnostic(WARNING, f"{f.name} in {s.name} has a {nops}-nop pad but no "
+                                      f"{TABLE} entry{cc}", f.name))
+    return out
+
+
+# ---------------------------------------------------------------- repair (PR99217)
+def repair(elf: ElfFile, pp: PatchPlan) -> tuple[bytes, list[Diagnostic], int]:
+    """Make each PR99217 pad its function's entry: the function symbols (value and size)
+    move to the pad start, and every reference to the old entry (relocations against the
+    section symbol or the function whose target is the old start: REL fields or RELA
+    addends) moves with them. Returns (new image, diagnostics, functions repaired)."""
+    from ..diag import NOTE
+    moves: dict[tuple[int, int], int] = {}   # (section, old entry) -> pad start
+    diags = []
+    for p in pp.pads:
+        if not p.pr99217:
+            continue
+        if p.micro != mips.is_micromips_sym(p.func.other):
+            raise RecordpatchError(f"cannot repair {p.func.name}: its pad is in the wrong ISA mode")
+        moves[(p.section, p.func.value)] = p.offset
+    if not moves:
+        return elf.data, diags, 0
+    buf = bytearray(elf.data)
+    symtab = elf.symtab
+    e = elf.endian
+    # 1. symbols
+    moved_syms: dict[int, int] = {}
+    for sym in symtab:
+        key = (sym.section, sym.value)
+        if sym.type == C.STT_FUNC and key in moves:
+            new = moves[key]
+            moved_syms[sym.index] = new
+            base = symtab.section.offset + sym.index * symtab.entsize
+            if elf.bits == 32:
+                struct.pack_into(e + "II", buf, base + 4, new, sym.size + sym.value - new)
+            else:
+                struct.pack_into(e + "QQ", buf, base + 8, new, sym.size + sym.value - new)
+            diags.append(Diagnostic(NOTE, f"entry moved from {elf.sections[sym.section].name}+"
+                                    f"{sym.value:#x} to the pad at +{new:#x}", sym.name))
+    # 2. relocations
+    for rs in elf.sections:
+        if rs.type not in (C.SHT_REL, C.SHT_RELA) or rs.link != symtab.section.index:
+            continue
+        if not 0 < rs.info < len(elf.sections):
+            continue
+        _repair_relocs(elf, buf, rs, moves, moved_syms)
+    return bytes(buf), diags, len(moves)
+
+
+def _repair_relocs(elf, buf, rs, moves, moved_syms) -> None:
+    symtab = elf.symtab
+    tgt = elf.sections[rs.info]
+    lay = elf.reloc_layout(rs.type == C.SHT_RELA)
+    relocs = elf.relocations(rs)
+    e = elf.endian
+    moved_secs = {s for s, _ in moves}
+    sym_cache: dict[int, object] = {}
+
+    def symbol(i):
+        s = sym_cache.get(i)
+        if s is None:
+            s = sym_cache[i] = symtab[i]
+        return s
+
+    def relevant(sym) -> bool:
+        return sym.section in moved_secs and (sym.type == C.STT_SECTION or sym.index in moved_syms)
+
+    def remap(sym, ref: int) -> int:
+        isa = ref & 1
+        return moves.get((sym.section, ref & ~1), ref & ~1) | isa if isa else \
+            moves.get((sym.section, ref), ref)
+
+    def new_value(sym) -> int:
+        return moved_syms.get(sym.index, sym.value)
+
+    def where(r):
+        return f"{rs.name} at {tgt.name}+{r.offset:#x}"
+
+    def word_at(off):
+        if off + 4 > tgt.size:
+            raise RecordpatchError(f"cannot repair: relocation {where_off(off)} outside its section")
+        return struct.unpack_from(e + "I", buf, tgt.offset + off)[0]
+
+    def where_off(off):
+        return f"{rs.name}+{off:#x}"
+
+    def put_word(off, w):
+        struct.pack_into(e + "I", buf, tgt.offset + off, w & 0xFFFFFFFF)
+
+    if lay.rela:
+        add_at = 8 if not elf.is64 else 16
+        fmt = e + ("i" if not elf.is64 else "q")
+        for k, r in enumerate(relocs):
+            sym = symbol(r.sym)
+            if not relevant(sym):
+                continue
+            bias = 4 if r.type in mips.PC_RELATIVE else 0
+            ref = sym.value + r.addend + bias
+            new_add = remap(sym, ref) - new_value(sym) - bias
+            if new_add != r.addend:
+                struct.pack_into(fmt, buf, rs.offset + k * lay.entsize + add_at, new_add)
+        return
+    # REL: addends live in the relocated words; %hi/%lo pairs share one (done below).
+    for r in relocs:
+        sym = symbol(r.sym)
+        if r.type in (mips.R_MIPS_HI16, mips.R_MIPS_LO16):
+            continue
+        if not relevant(sym):
+            continue
+        if r.type == mips.R_MIPS_NONE:
+            continue
+        w = word_at(r.offset)
+        a = mips.rel_addend(r.type, w)
+        if a is None:
+            raise RecordpatchError(f"cannot repair: {mips.reloc_name(r.type)} relocation "
+                                   f"({where(r)}) against {sym.name or 'a section'} has an "
+                                   "addend recordpatch does not decode")
+        bias = 4 if r.type in mips.PC_RELATIVE else 0
+        ref = (sym.value + a + bias) & 0xFFFFFFFF
+        new_a = remap(sym, ref) - new_value(sym) - bias
+        if new_a != a:
+            put_word(r.offset, mips.rel_with_addend(r.type, w, new_a))
+    # the %hi/%lo groups: one %hi value, each %lo its own target
+    for symi, (his, los) in _all_groups(relocs, symbol):
+        sym = symbol(symi)
+        if not relevant(sym) or not los:
+            continue
+        hi = mips.rel_addend(mips.R_MIPS_HI16, word_at(his[0].offset)) if his else None
+        targets = []
+        for lo in los:
+            lw = word_at(lo.offset)
+            lv = lw & 0xFFFF
+            lv = lv - 0x10000 if lv & 0x8000 else lv
+            ahl = ((hi << 16) if hi is not None else 0) + lv
+            ref = sym.value + ahl
+            targets.append((lo, lw, ahl, remap(sym, ref) - new_value(sym)))
+        new_his = {mips.hi_lo(t[3])[0] for t in targets}
+        if his and len(new_his) > 1:
+            raise RecordpatchError(f"cannot repair: a %hi ({rs.name} at {tgt.name}+"
+                                   f"{his[0].offset:#x}) is shared by %lo halves whose targets "
+                                   "move differently")
+        if not his and any(t[2] != t[3] for t in targets):
+            raise RecordpatchError(f"cannot repair: a %lo ({rs.name} at {tgt.name}+"
+                                   f"{los[0].offset:#x}) without its %hi refers to a moved entry")
+        for lo, lw, ahl, new in targets:
+            if new != ahl:
+                put_word(lo.offset, mips.rel_with_addend(mips.R_MIPS_LO16, lw, new))
+        if his and targets:
+            nh = new_his.pop()
+            for h in his:
+                hw = word_at(h.offset)
+                if hw & 0xFFFF != nh:
+                    put_word(h.offset, mips.rel_with_addend(mips.R_MIPS_HI16, hw, nh))
+
+
+def _all_groups(relocs, symbol):
+    """(symbol, (%hi relocs, %lo relocs)) in table order: each run of R_MIPS_HI16 is paired
+    with the next R_MIPS_LO16 against the same symbol, and later %lo's without a new %hi
+    share it (SysV MIPS ABI, "Relocation")."""
+    pending: dict[int, list] = {}
+    cur: dict[int, tuple[list, list]] = {}
+    out = []
+    for r in relocs:
+        if r.type == mips.R_MIPS_HI16:
+            pending.setdefault(r.sym, []).append(r)
+        elif r.type == mips.R_MIPS_LO16:
+            his = pending.pop(r.sym, None)
+            if his or r.sym not in cur:
+                g = (his or [], [r])
+                cur[r.sym] = g
+                out.append((r.sym, g))
+            else:
+                cur[r.sym][1].append(r)
+    return out
+
+
+def describe(pp: PatchPlan) -> dict:
+    """JSON-ready summary for `record --json`."""
+    return {"entries": len(pp.pads), "nops": pp.nops, "compiler": pp.compiler,
+            "pr99217": sum(p.pr99217 for p in pp.pads),
+            "clean": sum(p.ok for p in pp.pads),
+            "pads": [{"function": p.func.name, "section": p.section_name, "offset": p.offset,
+                      "nops": p.nops, "before": p.before, "micromips": p.micro, "ok": p.ok,
+                      "pr99217": p.pr99217} for p in pp.pads]}
+
+
+def table_entries(elf: ElfFile, pp: PatchPlan):
+    """(record.Entry list, rejected pads) for an `__mcount_loc` built from the pads: one
+    entry per pad start that is a real pad (N nops, M before the function, right ISA)."""
+    from . import record
+    good, bad, seen = [], [], set()
+    for p in pp.pads:
+        usable = (p.nops >= pp.nops and p.before == pp.before
+                  and p.micro == mips.is_micromips_sym(p.func.other))
+        if not usable:
+            bad.append(p)
+        elif (p.section, p.offset) not in seen:
+            seen.add((p.section, p.offset))
+            good.append(p)
+    bases = record._base_symbols(elf, {p.section for p in good}) if good else {}
+    entries = []
+    for p in good:
+        base = bases.get(p.section)
+        if base is None:
+            raise RecordpatchError(f"cannot find a non-weak symbol for section {p.section} "
+                                   f"({p.section_name}) to express its pads against")
+        entries.append(record.Entry(record.Site(p.section, p.section_name, p.offset, "pad"),
+                                    base[0], p.offset - base[1]))
+    return entries, bad
