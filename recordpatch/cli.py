@@ -14,7 +14,7 @@ from . import __version__
 from .diag import NOTE, WARNING, emit
 from .errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 
-COMMANDS = ("record",)
+COMMANDS = ("record", "check", "probe-cc", "verify")
 
 
 def _parser_class():
@@ -53,7 +53,91 @@ def build_parser(prog: str = "recordpatch"):
                        description="Find the -pg call sites of each relocatable FILE (.o, vmlinux.o, "
                        ".ko) and append __mcount_loc and its relocation section in place.")
     add_record_args(r)
+    _add_issue3_commands(sub)
+    _add_issue4_commands(sub)
     return p
+
+
+# ---- issue 4: assembler backend commands (logic in passes/transitions.py) ----
+def _add_issue4_commands(sub) -> None:
+    """`verify --transitions`: write plans between call-site states, derived from the encodings."""
+    v = sub.add_parser("verify", help="prove which single-word write orders switch ftrace "
+                       "call-site states safely",
+                       description="For the patchable-entry pad states (nop, init, call-regs, call, "
+                       "redirect) and the -pg call sites, encode every state with the MIPS backend, "
+                       "run the words in an abstract interpreter and, for every pair of states, "
+                       "print the ordered single-word writes and whether a CPU preempted anywhere "
+                       "in the old sequence runs only the old or the new behaviour.")
+    v.add_argument("--transitions", action="store_true", required=True,
+                   help="analyse state transitions (the only verify mode so far)")
+    v.add_argument("--abi", choices=("o32", "n64"), default="o32")
+    v.add_argument("--endian", choices=("big", "little"), default="big")
+    v.add_argument("--r6", action="store_true", help="MIPS Release 6 encodings")
+    v.add_argument("--flag-reg", metavar="REG",
+                   help="register `li` sets (default: the ABI's t0: $8 on o32, $12 on n64)")
+    v.add_argument("--model", choices=("preempt", "live"), default="preempt",
+                   help="preempt: CPUs switch images at preemption points (default); live: also "
+                   "between a branch and its delay slot")
+    v.add_argument("--json", action="store_true", help="print the analysis as JSON on stdout")
+
+
+def _add_issue3_commands(sub) -> None:
+    """`check` (trampoline alignment) and `probe-cc` (compiler probe for patchable entries)."""
+    import argparse
+    c = sub.add_parser("check", help="check the ftrace trampoline's alignment",
+                       description="Check that each trampoline symbol is aligned as the MIPS "
+                       "DYNAMIC_FTRACE_WITH_REGS design needs (lui at,%%hi(SYM) alone reaches "
+                       "it): its address in a linked vmlinux, its section alignment and offset "
+                       "in a relocatable.")
+    c.add_argument("--trampoline", action="append", metavar="SYM",
+                   help="symbol to check (repeatable; default ftrace_regs_caller)")
+    c.add_argument("--align", type=_size, default=65536, metavar="BYTES",
+                   help="required alignment (default 65536)")
+    c.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    pc = sub.add_parser("probe-cc", help="probe a compiler's -fpatchable-function-entry",
+                        description="Compile and assemble a real function (and a "
+                        "-ffunction-sections pair) with CC and FLAGS, inspect the objects and "
+                        "report the known MIPS defects (PR93242, PR99217, SHF_LINK_ORDER, "
+                        "microMIPS pads). Exit 0 only when the option is usable.")
+    pc.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    pc.add_argument("cc", metavar="CC")
+    pc.add_argument("flags", nargs=argparse.REMAINDER, metavar="FLAGS")
+
+
+def _size(text: str) -> int:
+    import argparse
+    t = text.strip().lower()
+    mult = 1
+    for suf, m in (("kib", 1024), ("k", 1024), ("mib", 1 << 20), ("m", 1 << 20)):
+        if t.endswith(suf):
+            t, mult = t[:-len(suf)], m
+            break
+    try:
+        v = int(t, 0) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if v <= 0 or v & (v - 1):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a power of two")
+    return v
+
+
+def _suffix(text: str) -> str:
+    import argparse
+    if not text or "/" in text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"not a file name suffix: {text!r}")
+    return text
+
+
+def _nops(text: str):
+    import argparse
+    try:
+        parts = [int(x, 0) for x in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or parts[0] < 1 or (len(parts) == 2 and not 0 <= parts[1] <= parts[0]):
+        raise argparse.ArgumentTypeError(f"expected N or N,M with 0 <= M <= N, got {text!r}")
+    return (parts[0], parts[1] if len(parts) == 2 else 0)
 
 
 def add_record_args(r) -> None:
@@ -70,13 +154,25 @@ def add_record_args(r) -> None:
                    help="leave out the calls Linux 6.1's recordmcount leaves out (its +4 filter "
                    "carries over between sections), for a table identical to its own; also "
                    "RECORDPATCH_REFERENCE_QUIRKS=1")
+    r.add_argument("--nops", type=_nops, metavar="N[,M]",
+                   help="-fpatchable-function-entry objects: the pad has N nops, M of them "
+                   "before the function symbol (default: N detected, M = 0)")
+    r.add_argument("--table", choices=("mcount_loc",),
+                   help="also write __mcount_loc from the validated __patchable_function_entries")
+    r.add_argument("--backup", dest="backup", action="store_const", const=".orig",
+                   help="keep each rewritten FILE's original as FILE.orig")
+    r.add_argument("--backup-suffix", dest="backup", metavar="SUFFIX", type=_suffix,
+                   help="--backup with FILE + SUFFIX as the original's name")
+    r.add_argument("--repair", action="store_true",
+                   help="make PR99217 pads (all nops before the label) the functions' entries")
     r.add_argument("files", nargs="+", metavar="FILE")
 
 
 def _record_task(args):
     from .passes.pipeline import record_one
-    path, dry, warn, describe, quirks = args
-    return record_one(path, dry_run=dry, warn_ignored=warn, describe=describe, quirks=quirks)
+    path, dry, warn, describe, quirks, nops, table, repair, backup = args
+    return record_one(path, dry_run=dry, warn_ignored=warn, describe=describe, quirks=quirks,
+                      nops=nops, table=table, repair=repair, backup=backup)
 
 
 def run_record(ns) -> int:
@@ -84,7 +180,9 @@ def run_record(ns) -> int:
         print("recordpatch: error: -j needs a positive number", file=sys.stderr)
         return EXIT_USAGE
     describe = ns.dry_run or ns.json
-    tasks = [(f, ns.dry_run, ns.warn, describe, ns.quirks) for f in ns.files]
+    extra = (getattr(ns, "nops", None), getattr(ns, "table", None), getattr(ns, "repair", False),
+             getattr(ns, "backup", None))
+    tasks = [(f, ns.dry_run, ns.warn, describe, ns.quirks) + extra for f in ns.files]
     if ns.jobs > 1 and len(tasks) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=min(ns.jobs, len(tasks))) as ex:
@@ -112,7 +210,8 @@ def run_record(ns) -> int:
 
 def print_dry_run(res) -> None:
     i = res.info
-    head = {"already": "already recorded, nothing to do", "no-sites": "no call sites"}.get(
+    head = {"already": "already recorded, nothing to do", "no-sites": "no call sites",
+            "checked": "patchable entries checked, nothing to write"}.get(
         i["status"], f"{i['sites']} call sites would be recorded")
     print(f"{res.path}: {i['abi']} {i['endian']}-endian, {i['reloc']}: {head}")
     for e in i.get("entries", ()):
@@ -120,8 +219,17 @@ def print_dry_run(res) -> None:
               f"-> {e['symbol'] or '(section)'}{e['addend']:+#x}")
 
 
+def _raw_names() -> None:
+    """File names are bytes: print undecodable ones back as the bytes they were
+    (surrogateescape) rather than fail in a strict UTF-8 locale."""
+    for s in (sys.stdout, sys.stderr):
+        if hasattr(s, "reconfigure"):
+            s.reconfigure(errors="surrogateescape")
+
+
 def main(argv=None, prog: str = "recordpatch") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _raw_names()
     # The bare form `recordpatch FILE...` (the Kbuild hook) means `record`.
     if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "record")
@@ -134,6 +242,15 @@ def main(argv=None, prog: str = "recordpatch") -> int:
         build_parser(prog).print_help(sys.stderr)
         return EXIT_USAGE
     try:
+        if ns.command == "check":
+            from .passes.check import run_check
+            return run_check(ns)
+        if ns.command == "probe-cc":
+            from .passes.probe import run_probe
+            return run_probe(ns)
+        if ns.command == "verify":
+            from .passes.transitions import run_verify
+            return run_verify(ns)
         return run_record(ns)
     except KeyboardInterrupt:
         return 130
@@ -145,6 +262,7 @@ def main(argv=None, prog: str = "recordpatch") -> int:
 def recordmcount_main(argv=None) -> int:
     """`scripts/recordmcount [-w] file.o...`: Kbuild's calling convention, our rules."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _raw_names()
     ns = _quick_record_args(argv)
     if ns is None:
         p = _parser_class()(prog="recordmcount",

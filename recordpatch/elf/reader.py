@@ -131,12 +131,26 @@ class ElfFile:
         table = data[shoff:shoff + shnum * shsize]
         raw = list(self._shdr_struct.iter_unpack(table))
         size = len(data)
+        ehsize, tab_end = EHDR_SIZE[self.bits], shoff + shnum * shsize
         for i, h in enumerate(raw):
-            # (name, type, flags, addr, offset, size, ...): contents must lie in file.
-            if h[1] != C.SHT_NOBITS and h[1] != C.SHT_NULL and h[4] + h[5] > size:
-                raise ElfError(f"section {i}: contents [{h[4]:#x}, {h[4] + h[5]:#x}) "
-                               f"extend beyond end of file ({size:#x} bytes)")
+            # (name, type, flags, addr, offset, size, ...): contents must lie in file,
+            # clear of the headers a writer rewrites (the ELF header, the header table).
+            # One test in the common case: end > size implies end > shoff.
+            end = h[4] + h[5]
+            if ((end > shoff and (end > size or h[4] < tab_end)) or h[4] < ehsize) \
+                    and h[1] != C.SHT_NOBITS and h[1] != C.SHT_NULL:
+                if end > size:
+                    raise ElfError(f"section {i}: contents [{h[4]:#x}, {end:#x}) "
+                                   f"extend beyond end of file ({size:#x} bytes)")
+                if end > h[4]:
+                    raise ElfError(f"section {i}: contents [{h[4]:#x}, {end:#x}) overlap the "
+                                   + ("ELF header" if h[4] < ehsize else
+                                      f"section header table [{shoff:#x}, {tab_end:#x})"))
         sh = raw[shstrndx]
+        if shstrndx and sh[1] != C.SHT_STRTAB:
+            # binutils refuses this too; a NULL-typed name table would escape the check above
+            raise ElfError(f"section name table (section {shstrndx}) has type {sh[1]}, "
+                           "not SHT_STRTAB")
         strtab = data[sh[4]:sh[4] + sh[5]] if sh[1] != C.SHT_NOBITS else b""
         names = self._name_map(strtab)
         self.shnum, self.shstrndx = shnum, shstrndx

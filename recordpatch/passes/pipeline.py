@@ -21,8 +21,16 @@ class FileResult(namedtuple("FileResult", "path status diagnostics info")):
         return self.status == "error"
 
 
-def read_input(path: str) -> tuple[bytes, os.stat_result]:
-    """The whole file, refusing anything but a regular file."""
+def read_input(path: str, hold: list | None = None) -> tuple[bytes, os.stat_result]:
+    """The whole file, refusing anything but a regular file.
+
+    The type is checked before opening (a device or FIFO is never opened) and again on
+    the descriptor, which is opened non-blocking: a FIFO swapped in between cannot hang us.
+    ``hold`` (a list), for a command that will replace the file: the bytes are read under
+    an exclusive flock whose descriptor is appended to ``hold``; keep it open until the
+    file is replaced. A second recordpatch on the same file then waits, and reads the file
+    the first one wrote (normally: "already exists").
+    """
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -30,12 +38,75 @@ def read_input(path: str) -> tuple[bytes, os.stat_result]:
     if not stat.S_ISREG(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise RecordpatchError(f"{kind}; refusing to read it")
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise RecordpatchError(f"cannot open: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise RecordpatchError("not a regular file; refusing to read it")
+            if hold is not None:
+                _lock(fd)
+                try:
+                    now = os.stat(path)
+                except OSError as exc:
+                    raise RecordpatchError(f"cannot open: {exc.strerror}") from None
+                if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                    continue  # replaced while we waited for the lock: read the new file
+                st = os.fstat(fd)
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read()
+            if hold is not None:
+                hold.append(fd)
+                fd = -1
+            return data, st
+        except OSError as exc:
+            raise RecordpatchError(f"cannot read: {exc.strerror}") from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    raise RecordpatchError("the file keeps being replaced by another process")
+
+
+#: How long `record` waits for another process's lock on the same file.
+LOCK_WAIT = 60.0
+
+
+def _lock(fd: int) -> None:
+    import fcntl
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise RecordpatchError(f"cannot read: {exc.strerror}") from None
-    return data, st
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    except OSError:  # no flock on this filesystem: write_atomic's expect check still applies
+        return
+    import time
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        time.sleep(0.005)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise RecordpatchError(f"another process has held a lock on the file for "
+                                       f"{LOCK_WAIT:g} s; not replaced") from None
+
+
+def commit(path: str, chunks: list[bytes], st: os.stat_result, original: bytes,
+           backup: str | None = None) -> None:
+    """Replace the file ``path`` names by ``chunks``, atomically. Through a symlink the
+    file it points to is replaced and the link stays. ``backup``: a suffix; the original
+    bytes are first kept (atomically too) as that file's name + suffix."""
+    from ..elf.writer import check_writable, write_atomic
+    real = os.path.realpath(path)
+    check_writable(real)
+    if backup:
+        write_atomic(real + backup, [original], st.st_mode)
+    write_atomic(real, chunks, st.st_mode, expect=st)
 
 
 def error_result(path: str, exc: Exception) -> FileResult:
@@ -44,15 +115,26 @@ def error_result(path: str, exc: Exception) -> FileResult:
 
 
 def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, quirks: bool = False,
-               describe: bool = False) -> FileResult:
-    """`record` on one file. ``describe`` adds per-site detail to ``info``."""
+               describe: bool = False, nops=None, table=None, repair: bool = False,
+               backup: str | None = None) -> FileResult:
+    """`record` on one file. ``describe`` adds per-site detail to ``info``.
+
+    Objects with `__patchable_function_entries` (-fpatchable-function-entry) are validated
+    (diagnostics only); ``repair`` fixes PR99217 pads, ``table == "mcount_loc"`` adds their
+    entries to `__mcount_loc`. ``nops``: (N, M) or None to detect N with M = 0.
+    ``backup``: keep the original as FILE + this suffix when FILE is rewritten."""
     from ..elf.reader import ElfFile
-    from ..elf.writer import append_sections, check_writable, write_atomic
+    from ..elf.writer import append_sections
     from . import record
 
+    held: list[int] = []
     try:
-        data, st = read_input(path)
+        data, st = read_input(path, None if dry_run else held)
         elf = ElfFile(data)
+        if (table or repair or b"__patchable_function_entries" in data) and any(
+                s.name == "__patchable_function_entries" for s in elf.sections):
+            return _record_patchable(path, data, st, elf, dry_run, warn_ignored, quirks,
+                                     describe, nops, table, repair, backup)
         p = record.plan(elf, warn_ignored, quirks)
         if p.already:
             status = "already"
@@ -69,13 +151,15 @@ def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, qui
         if describe:
             info["entries"] = site_details(elf, p)
         if status == "recorded":
-            check_writable(path)
-            write_atomic(path, append_sections(elf, p.new_sections), st.st_mode, expect=st)
+            commit(path, append_sections(elf, p.new_sections), st, data, backup)
         return FileResult(path, status, p.diagnostics, info)
     except RecordpatchError as exc:
         return error_result(path, exc)
     except MemoryError:
         return error_result(path, RecordpatchError("out of memory reading this file"))
+    finally:
+        for fd in held:  # the flock, released once the file is replaced (or left alone)
+            os.close(fd)
 
 
 def site_details(elf, p) -> list[dict]:
@@ -107,3 +191,61 @@ def site_details(elf, p) -> list[dict]:
                     "symbol": base.name or elf.sections[base.section].name,
                     "addend": e.addend})
     return out
+
+
+def _record_patchable(path, data, st, elf, dry_run, warn_ignored, quirks, describe, nops, table,
+                      repair, backup=None) -> FileResult:
+    """`record` on an object with `__patchable_function_entries` (maybe also -pg calls)."""
+    from ..elf.reader import ElfFile
+    from ..elf.writer import append_sections
+    from . import patchable, record
+
+    record.check_mips_rel(elf)
+    n, m = nops if nops else (None, 0)
+    pp = patchable.plan(elf, n, m)
+    diags = []
+    repaired = 0
+    if repair:
+        new, rdiags, repaired = patchable.repair(elf, pp)
+        if repaired:
+            elf = ElfFile(new)
+            pp = patchable.plan(elf, pp.nops, m)
+            diags.extend(rdiags)
+    diags.extend(pp.diagnostics)
+    p = record.plan(elf, warn_ignored, quirks)
+    diags.extend(p.diagnostics)
+    entries = list(p.entries)
+    new_sections = p.new_sections
+    if table == "mcount_loc" and not p.already:
+        pads, bad = patchable.table_entries(elf, pp)
+        if bad:
+            names = ", ".join(b.func.name for b in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            hint = " (PR99217: add --repair)" if any(b.pr99217 for b in bad) else ""
+            raise RecordpatchError(f"{len(bad)} of {len(pp.pads)} {patchable.TABLE} entries are "
+                                   f"not usable pads ({names}){hint}; no table written")
+        entries = sorted(entries + pads, key=lambda e: (e.site.section, e.site.offset))
+        if entries:
+            rela = p.rela if p.entries else (pp.rela or elf.bits == 64)
+            new_sections = record.build_table(elf, p.abi, rela, entries)
+    else:
+        new_sections = p.new_sections if entries else []
+    changed = bool(new_sections) or repaired > 0
+    if p.already and not repaired:
+        status = "already"
+    elif not changed:
+        status = "checked"
+    elif dry_run:
+        status = "dry-run"
+    else:
+        status = "recorded" if new_sections else "repaired"
+    info = {"path": path, "status": status, "abi": p.abi.name,
+            "endian": "little" if elf.endian == "<" else "big",
+            "reloc": "RELA" if (p.rela if p.entries else pp.rela) else "REL",
+            "sites": len(entries), "ignored": len(p.ignored), "repaired": repaired,
+            "patchable": patchable.describe(pp)}
+    if describe:
+        info["entries"] = site_details(elf, p._replace(entries=entries))
+    if status in ("recorded", "repaired"):
+        chunks = append_sections(elf, new_sections) if new_sections else [elf.data]
+        commit(path, chunks, st, data, backup)
+    return FileResult(path, status, diags, info)

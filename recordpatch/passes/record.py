@@ -258,7 +258,10 @@ def build_table(elf: ElfFile, abi: mips.Abi, rela: bool, entries: list[Entry]) -
     n = len(entries)
     offsets = list(range(0, n * word, word))
     syms = [e.sym for e in entries]
-    addends = [e.addend & mask if not rela else e.addend for e in entries]
+    # offset - st_value wraps modulo 2**bits, as the linker computes S + A: the table word
+    # (REL) is unsigned, r_addend (RELA) signed, so a st_value above the offset still fits.
+    half = 1 << (8 * word - 1)
+    addends = [e.addend & mask if not rela else ((e.addend + half) & mask) - half for e in entries]
     wchar = "I" if word == 4 else "Q"
     if rela:   # the addend lives in r_addend; the table words stay 0
         table = bytes(n * word)
