@@ -222,26 +222,26 @@ class ElfFile:
         lay, data = self._reloc_section(sec)
         return lay.decode_all(data)
 
-    def relocations_against(self, sec: Section, syms) -> list[tuple[int, Reloc]]:
-        """(entry index, reloc) for entries whose symbol is in ``syms``, in table order."""
+    def _entries_against(self, sec: Section, syms):
+        """(layout, section bytes, sorted entry indexes whose symbol is in ``syms``)."""
         lay, data = self._reloc_section(sec)
         hits: list[int] = []
         for s in syms:
             hits.extend(lay.find_sym(data, s))
         if len(syms) > 1:
             hits.sort()
+        return lay, data, hits
+
+    def relocations_against(self, sec: Section, syms) -> list[tuple[int, Reloc]]:
+        """(entry index, reloc) for entries whose symbol is in ``syms``, in table order."""
+        lay, data, hits = self._entries_against(sec, syms)
         ent = lay.entsize
         return [(k, lay.decode_at(data, k * ent)) for k in hits]
 
     def reloc_offsets_types_against(self, sec: Section, syms) -> list[tuple[int, int]]:
         """(r_offset, r_type) of the entries whose symbol is in ``syms``, in table order:
         the cheap form of :meth:`relocations_against` for the recording loop."""
-        lay, data = self._reloc_section(sec)
-        hits: list[int] = []
-        for s in syms:
-            hits.extend(lay.find_sym(data, s))
-        if len(syms) > 1:
-            hits.sort()
+        lay, data, hits = self._entries_against(sec, syms)
         return lay.offsets_types(data, hits)
 
     # ------------------------------------------------------------------ symbols
