@@ -66,3 +66,20 @@ KERNEL_E2E_WORK ?= /work/kbuild
 .PHONY: kernel-e2e
 kernel-e2e: venv
 	E2E_ARCH=$(KERNEL_E2E_ARCH) WORK=$(KERNEL_E2E_WORK) RECORDPATCH=$(abspath $(RP)) bash kernel/e2e.sh
+
+# Patch the bundled qemu-user test program (testdata/qemu/) and show function fb before and
+# after, disassembled, and what the program prints in each state (issue 4).
+DEMO_PATCH := build/demo-patch
+DEMO_OBJDUMP := $(firstword $(shell command -v mipsel-linux-gnu-objdump 2>/dev/null) false)
+.PHONY: demo-patch
+demo-patch: venv
+	@rm -rf $(DEMO_PATCH) && mkdir -p $(DEMO_PATCH)
+	@xz -dc testdata/qemu/fixtures/mipsel/prog3.xz > $(DEMO_PATCH)/prog3 && chmod +x $(DEMO_PATCH)/prog3
+	@xz -dc testdata/qemu/fixtures/mipsel/prog4.xz > $(DEMO_PATCH)/prog4 && chmod +x $(DEMO_PATCH)/prog4
+	$(RP) patch -v $(DEMO_PATCH)/prog3 -o $(DEMO_PATCH)/prog3-call --state call
+	$(RP) patch -v $(DEMO_PATCH)/prog4 -o $(DEMO_PATCH)/prog4-redirect --state redirect --target fb_prime --only fb
+	@for f in prog3 prog3-call prog4-redirect; do \
+	  echo "== $$f: fb"; \
+	  $(DEMO_OBJDUMP) -d -z --no-show-raw-insn --disassemble=fb $(DEMO_PATCH)/$$f | sed -n '/<fb>:/,$$p'; \
+	  if command -v qemu-mipsel >/dev/null; then echo "   runs: $$(qemu-mipsel $(DEMO_PATCH)/$$f)"; fi; \
+	done

@@ -14,7 +14,7 @@ from . import __version__
 from .diag import NOTE, WARNING, emit
 from .errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 
-COMMANDS = ("record", "check", "probe-cc", "verify")
+COMMANDS = ("record", "check", "probe-cc", "verify", "audit", "patch")
 
 
 def _parser_class():
@@ -55,7 +55,23 @@ def build_parser(prog: str = "recordpatch"):
     add_record_args(r)
     _add_issue3_commands(sub)
     _add_issue4_commands(sub)
+    _add_patch_command(sub)
+    _add_audit_command(sub)
     return p
+
+
+# ---- issue 3 section 3: audit of built kernels (logic in passes/audit.py) ----
+def _add_audit_command(sub) -> None:
+    a = sub.add_parser("audit", help="check the ftrace tables of built objects, modules and "
+                       "kernels (read-only)",
+                       description="Resolve every __mcount_loc and __patchable_function_entries "
+                       "entry of each PATH (files, or directories searched recursively for .o, "
+                       ".ko, .ko.xz, .ko.zst, .ko.gz, vmlinux) and decode the instructions there. "
+                       "Never writes. Exit 0 clean, 1 findings or errors, 2 usage.")
+    a.add_argument("-j", dest="jobs", type=int, default=1, metavar="N",
+                   help="audit with N worker processes")
+    a.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    a.add_argument("paths", nargs="+", metavar="PATH")
 
 
 # ---- issue 4: assembler backend commands (logic in passes/transitions.py) ----
@@ -79,6 +95,31 @@ def _add_issue4_commands(sub) -> None:
                    help="preempt: CPUs switch images at preemption points (default); live: also "
                    "between a branch and its delay slot")
     v.add_argument("--json", action="store_true", help="print the analysis as JSON on stdout")
+
+
+# ---- issue 4 part 2: `patch` (logic in passes/patch.py) ----
+def _add_patch_command(sub) -> None:
+    """`patch IN -o OUT --state STATE`: rewrite ftrace call sites into a state."""
+    p = sub.add_parser("patch", help="rewrite the ftrace call sites of a MIPS image into a state",
+                       description="Write every call site of IN (pads from __patchable_function_entries, "
+                       "-pg calls from __mcount_loc) in STATE to OUT. Pads: nop, init (lui at,%%hi(tramp); "
+                       "nop; li FLAG,0), call-regs (...; jalr at,at; li FLAG,0), call (...; li FLAG,1), "
+                       "redirect (4-word pads: lui/addiu at to --target; jr at; nop). -pg sites: nop, call. "
+                       "Every site must hold an expected sequence, or nothing is written. IN is never "
+                       "modified.")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("-o", dest="output", required=True, metavar="OUT")
+    p.add_argument("--state", required=True,
+                   choices=("nop", "init", "call-regs", "call", "redirect"))
+    p.add_argument("--trampoline", metavar="SYM|ADDR",
+                   help="what the pad calls (default ftrace_regs_caller; must be 64 KiB aligned)")
+    p.add_argument("--target", metavar="SYM|ADDR", help="B' for --state redirect")
+    p.add_argument("--flag-reg", metavar="REG",
+                   help="register `li` sets (default: the ABI's t0: $8 on o32, $12 on n64)")
+    p.add_argument("--only", nargs="+", metavar="FUNC", help="patch only these functions' sites")
+    p.add_argument("--except", dest="exclude", nargs="+", metavar="FUNC",
+                   help="leave these functions' sites as they are")
+    p.add_argument("-v", "--verbose", action="store_true", help="list each site's new words")
 
 
 def _add_issue3_commands(sub) -> None:
@@ -248,6 +289,12 @@ def main(argv=None, prog: str = "recordpatch") -> int:
         if ns.command == "probe-cc":
             from .passes.probe import run_probe
             return run_probe(ns)
+        if ns.command == "audit":
+            from .passes.audit import run_audit
+            return run_audit(ns)
+        if ns.command == "patch":
+            from .passes.patch import run_patch
+            return run_patch(ns)
         if ns.command == "verify":
             from .passes.transitions import run_verify
             return run_verify(ns)

@@ -334,3 +334,70 @@ def rel_with_addend(rtype: int, w: int, addend: int) -> int:
 def hi_lo(value: int) -> tuple[int, int]:
     """The %hi and %lo halves of ``value`` (the %hi carries the %lo's sign)."""
     return ((value + 0x8000) >> 16) & 0xFFFF, value & 0xFFFF
+
+
+# ---------------------------------------------------------------- patched states (audit)
+# What Linux's arch/mips/kernel/ftrace.c writes over a recorded site, and what the
+# patchable-entry design (DYNAMIC_FTRACE_WITH_REGS) writes over a pad. Pure predicates on
+# words; `recordpatch audit` uses them to tell a patched site from a wrong entry.
+OP_BEQ, OP_ORI = 4, 13
+FN_JR = 8
+
+
+def jal_target(w: int, pc: int, bits: int = 32) -> int:
+    """The address a `jal` at ``pc`` jumps to (the 256 MB region of its delay slot)."""
+    mask = (1 << bits) - 1
+    return (((pc + 4) & ~0x0FFFFFFF) | ((w & 0x03FFFFFF) << 2)) & mask
+
+
+def is_b_1f(w: int) -> bool:
+    """`b 1f` (beq zero,zero,+N, N of 1..8 words): ftrace_make_nop's INSN_B_1F over a
+    module's long call (skips lui/addiu/move/jalr; 4 or 5 words with -mmcount-ra-address)."""
+    return w >> 16 == OP_BEQ << 10 and 1 <= (w & 0xFFFF) <= 8
+
+
+def is_lui_any(w: int, reg: int) -> bool:
+    return op(w) == OP_LUI and rs(w) == 0 and rt(w) == reg
+
+
+def is_jalr_at_at(w: int) -> bool:
+    """`jalr at,at`: the design's call into the trampoline (rd = rs = at)."""
+    return op(w) == OP_SPECIAL and funct(w) == FN_JALR and rs(w) == REG_AT and rd(w) == REG_AT \
+        and rt(w) == 0
+
+
+def is_jr(w: int, reg: int, r6: bool = False) -> bool:
+    """`jr reg`: SPECIAL/JR before R6; R6 encodes it as `jalr zero,reg` (also valid before)."""
+    if op(w) != OP_SPECIAL or rs(w) != reg or rt(w) or rd(w) or (w >> 6) & 31 and not r6:
+        return False
+    return funct(w) == FN_JALR or (funct(w) == FN_JR and not r6)
+
+
+def li_value(w: int, reg: int) -> int | None:
+    """The value of `li reg,imm` (addiu reg,zero / ori reg,zero), else None."""
+    if rs(w) != REG_ZERO or rt(w) != reg:
+        return None
+    if op(w) == OP_ADDIU:
+        v = w & 0xFFFF
+        return v - 0x10000 if v & 0x8000 else v
+    if op(w) == OP_ORI:
+        return w & 0xFFFF
+    return None
+
+
+def pad_state(w0: int, w1: int | None, w2: int | None, flag_reg: int, r6: bool = False) -> str:
+    """The design's patched pad states from its first three words, or '' if none:
+    init (lui at; nop; li t0,0), call-regs (lui at; jalr at,at; li t0,0),
+    call (... li t0,1), redirect (lui at; addiu at,at; jr at)."""
+    if not is_lui_any(w0, REG_AT) or w1 is None or w2 is None:
+        return ""
+    if is_addiu_self(w1, REG_AT) and is_jr(w2, REG_AT, r6):
+        return "redirect"
+    flag = li_value(w2, flag_reg)
+    if flag not in (0, 1):
+        return ""
+    if w1 == NOP:
+        return "init" if flag == 0 else ""
+    if is_jalr_at_at(w1):
+        return "call-regs" if flag == 0 else "call"
+    return ""

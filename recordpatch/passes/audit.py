@@ -1,0 +1,790 @@
+"""`recordpatch audit`: check the ftrace tables of built objects, modules and kernels.
+
+Read-only, always: every file is read through :func:`pipeline.read_input` (O_RDONLY) and
+nothing is ever opened for writing. For every entry of `__mcount_loc` and
+`__patchable_function_entries` the entry is resolved (relocatable: symbol + addend, REL
+addend from the table word, RELA from r_addend; linked image: the address, mapped to a
+section by sh_addr) and the instructions there are decoded:
+
+* relocatable: the entry must be a real `-pg` call site (:func:`record.find_sites`: the
+  `jal _mcount`, or the `lui v1` of a long call) or a nop pad (:func:`patchable.plan`,
+  which also names the compiler defects);
+* linked image: additionally the states the kernel writes: `nop` (ftrace_make_nop in the
+  core kernel), `b 1f` (in modules), `jal ftrace_caller`, and the patchable-entry design's
+  `lui at / nop|jalr at,at / li t0,0|1` and redirect forms.
+
+Findings: entries pointing at anything else (with the instruction found), duplicates,
+entries outside executable sections, call sites without an entry, a table missing where
+calls exist, trampoline misalignment, known compiler defects. :func:`audit_file` returns a
+JSON-ready dict; :func:`run_audit` is the command.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from collections import Counter
+
+from ..arch import mips
+from ..elf import consts as C
+from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
+
+MCOUNT_TABLE = "__mcount_loc"
+PFE_TABLE = "__patchable_function_entries"
+TABLES = (MCOUNT_TABLE, PFE_TABLE)
+TRAMPOLINE = "ftrace_regs_caller"
+CALLERS = ("ftrace_caller", "ftrace_regs_caller")
+SCHEMA = 1
+
+#: Names a directory walk picks up (explicitly named files are audited whatever their name).
+SUFFIXES = (".o", ".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+NAMES = ("vmlinux",)
+
+
+class _Skip(Exception):
+    """A file found by a directory walk that is not a MIPS ELF object (host tools' objects,
+    LLVM bitcode): counted, not an error."""
+
+
+# ---------------------------------------------------------------- input
+#: A decompressed image may be at most max(MIN_LIMIT, RATIO x the compressed size): a module
+#: with full debug info compresses ~5:1, a decompression bomb (kilobytes of xz or gzip
+#: that expand to gigabytes) far more; it is refused before the memory is spent.
+DECOMPRESS_MIN_LIMIT = 256 << 20
+DECOMPRESS_RATIO = 64
+
+
+def _too_big(kind: str, limit: int) -> RecordpatchError:
+    return RecordpatchError(f"cannot decompress ({kind}): expands to more than {limit >> 20} MiB "
+                            f"({DECOMPRESS_RATIO}x the file); refusing (a decompression bomb?)")
+
+
+def _inflate(kind: str, new, data: bytes, limit: int) -> bytes:
+    """Every concatenated stream/member of ``data`` through decompressor objects ``new()``
+    (lzma / zlib API: decompress(data, max_length), eof, unused_data), at most ``limit`` bytes."""
+    out, total, rest = [], 0, data
+    while rest:
+        d = new()
+        piece = d.decompress(rest, limit + 1 - total)
+        total += len(piece)
+        if total > limit:
+            raise _too_big(kind, limit)
+        if not d.eof:
+            raise RecordpatchError(f"cannot decompress ({kind}): compressed data ended before "
+                                   "the end-of-stream marker was reached")
+        out.append(piece)
+        rest = d.unused_data
+    return b"".join(out)
+
+
+def decompress(path: str, data: bytes) -> bytes:
+    """Decompress .xz/.zst/.gz images (by magic); other data is returned as is."""
+    limit = max(DECOMPRESS_MIN_LIMIT, DECOMPRESS_RATIO * len(data))
+    if data[:6] == b"\xfd7zXZ\x00":
+        import lzma
+        try:
+            return _inflate("xz", lzma.LZMADecompressor, data, limit)
+        except lzma.LZMAError as exc:
+            raise RecordpatchError(f"cannot decompress (xz): {exc}") from None
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        try:
+            import zstandard  # optional
+        except ImportError:
+            zstandard = None
+        if zstandard is not None:
+            try:
+                with zstandard.ZstdDecompressor().stream_reader(data) as r:
+                    out = r.read(limit + 1)
+            except zstandard.ZstdError as exc:
+                raise RecordpatchError(f"cannot decompress (zstd): {exc}") from None
+            if len(out) > limit:
+                raise _too_big("zstd", limit)
+            return out
+        import shutil
+        exe = shutil.which("zstd")
+        if exe is None:
+            raise RecordpatchError("zstd-compressed: install the Python module `zstandard` or "
+                                   "the `zstd` program to audit it")
+        with subprocess.Popen([exe, "-dc", "-q", "--", path], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL) as proc:
+            out = proc.stdout.read(limit + 1)
+            if len(out) > limit:
+                proc.kill()
+                raise _too_big("zstd", limit)
+            err = proc.stderr.read()
+        if proc.returncode:
+            msg = err.decode("utf-8", "replace").strip().splitlines()
+            raise RecordpatchError(f"cannot decompress (zstd): {msg[-1] if msg else 'failed'}")
+        return out
+    if data[:2] == b"\x1f\x8b":
+        import zlib
+        try:
+            return _inflate("gzip", lambda: zlib.decompressobj(31), data, limit)
+        except zlib.error as exc:
+            raise RecordpatchError(f"cannot decompress (gzip): {exc}") from None
+    return data
+
+
+def collect(paths: list[str]) -> tuple[list[tuple[str, bool]], list[str]]:
+    """(file, found by a directory walk) for every PATH, directories walked recursively
+    (symlinked directories are not followed: /lib/modules/*/build); missing PATHs."""
+    out: list[tuple[str, bool]] = []
+    missing = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in files:
+                    if f.endswith(SUFFIXES) or f in NAMES or f == "vmlinux.o":
+                        full = os.path.join(root, f)
+                        if os.path.isfile(full):
+                            found.append(full)
+            out.extend((f, True) for f in sorted(found))
+        elif os.path.lexists(p):
+            out.append((p, False))
+        else:
+            missing.append(p)
+    return out, missing
+
+
+# ---------------------------------------------------------------- per-file audit
+class _Ctx:
+    """Per-file state: the image, its ABI, findings and counters."""
+
+    def __init__(self, path, elf):
+        self.path, self.elf = path, elf
+        self.findings: list[dict] = []
+        self.sections: Counter = Counter()
+        self.states: Counter = Counter()
+        self.tables: Counter = Counter()
+        self.defects: dict[str, dict] = {}
+        self.word = struct.Struct(elf.endian + "I").unpack_from
+
+    def find(self, kind: str, where: str, message: str, level: str = "warning") -> None:
+        self.findings.append({"kind": kind, "level": level, "where": where, "message": message})
+
+    def defect(self, ident: str, compiler: str, function: str) -> None:
+        d = self.defects.setdefault(ident, {"id": ident, "compiler": compiler, "functions": []})
+        if function and function not in d["functions"]:
+            d["functions"].append(function)
+
+
+def _target(elf):
+    from ..arch.encode import Target
+    abi = mips.abi_of(elf.bits, elf.flags)
+    return abi, Target(abi.name, elf.endian == ">", abi.r6)
+
+
+def insn_text(w: int, pc: int, t, names: dict[int, str] | None = None) -> str:
+    """`jal _mcount` / `addiu sp,sp,-8` / `.word 0x...` for a finding's message."""
+    from ..arch.encode import decode
+    ins = decode(w, pc, t)
+    if ins is None:
+        return f".word {w:#010x}"
+    if ins.op in ("jal", "j", "b") and names and ins.args[0] in names:
+        return f"{ins.op} {names[ins.args[0]]}"
+    if ins.op == "jal" and pc == 0 and not names:
+        return "jal (relocated)"
+    return ins.pretty(t.abi)
+
+
+def _func_index(elf) -> dict[int, list]:
+    """section -> sorted [(value, name)] of its FUNC symbols."""
+    out: dict[int, list] = {}
+    if elf.symtab is None:
+        return out
+    for s in elf.symtab:
+        if s.type == C.STT_FUNC and s.section:
+            out.setdefault(s.section, []).append((s.value & ~1, s.name))
+    for v in out.values():
+        v.sort()
+    return out
+
+
+def _func_at(funcs, sec: int, off: int) -> str:
+    from bisect import bisect_right
+    lst = funcs.get(sec, ())
+    k = bisect_right(lst, (off, "\U0010ffff")) - 1
+    if k < 0:
+        return ""
+    v, n = lst[k]
+    return f"{n}+{off - v:#x}" if off != v else n
+
+
+def audit_file(path: str, walked: bool = False) -> dict:
+    """Audit one file; never raises for a problem with the file. A JSON-ready dict."""
+    from ..elf.reader import ElfFile
+    from .pipeline import read_input
+    res = {"path": path, "status": "error", "elf_type": "", "abi": "", "endian": "",
+           "compiler": "", "entries": 0, "tables": {}, "sections": {}, "states": {},
+           "defects": [], "trampoline": [], "findings": []}
+    try:
+        data, _ = read_input(path)
+        data = decompress(path, data)
+        if walked and data[:4] != C.ELFMAG:
+            raise _Skip("not an ELF file")
+        elf = ElfFile(data)
+        if elf.machine != C.EM_MIPS:
+            if walked:
+                raise _Skip(f"not MIPS (e_machine {elf.machine})")
+            raise RecordpatchError(f"wrong machine: e_machine {elf.machine}, expected EM_MIPS (8)")
+        if elf.type not in (C.ET_REL, C.ET_EXEC, C.ET_DYN):
+            raise RecordpatchError(f"{C.ET_NAMES.get(elf.type, elf.type)} file: expected an "
+                                   "object, a module or a kernel image")
+        abi, t = _target(elf)
+        ctx = _Ctx(path, elf)
+        from .patchable import compiler_of
+        compiler = compiler_of(elf)
+        res.update(elf_type=C.ET_NAMES.get(elf.type, str(elf.type)), abi=abi.name,
+                   endian="little" if elf.endian == "<" else "big", compiler=compiler)
+        if elf.type == C.ET_REL:
+            _audit_rel(ctx, t, compiler)
+        else:
+            _audit_linked(ctx, t, compiler)
+        _audit_trampoline(ctx, res)
+    except _Skip as exc:
+        res.update(status="skipped", reason=str(exc))
+        return res
+    except RecordpatchError as exc:
+        res["error"] = str(exc)
+        return res
+    except MemoryError:
+        res["error"] = "out of memory reading this file"
+        return res
+    except Exception as exc:  # a bug: still one line, never a traceback
+        res["error"] = f"internal error: {type(exc).__name__}: {exc}"
+        return res
+    res.update(entries=sum(ctx.tables.values()), tables=dict(ctx.tables),
+               sections=dict(ctx.sections), states=dict(ctx.states),
+               defects=list(ctx.defects.values()), findings=ctx.findings,
+               status="findings" if ctx.findings else "clean")
+    return res
+
+
+def _audit_trampoline(ctx: _Ctx, res: dict) -> None:
+    elf = ctx.elf
+    if elf.symtab is None or not elf.symtab.indexes_named(TRAMPOLINE):
+        return
+    if not any(s.name == TRAMPOLINE and s.section for s in elf.symtab):
+        return
+    from .check import DEFAULT_ALIGN, check_elf
+    results, diags = check_elf(elf, [TRAMPOLINE], DEFAULT_ALIGN)
+    res["trampoline"] = results
+    for d in diags:
+        ctx.find("trampoline", d.where, d.message)
+
+
+# ---------------------------------------------------------------- relocatable objects
+def _rel_entries(elf, table):
+    """(slot, section index, offset, problem) per word of a table section of a relocatable."""
+    word = elf.word
+    mask = (1 << (8 * word)) - 1
+    secs = elf.sections
+    rsec = next((s for s in secs if s.type in (C.SHT_REL, C.SHT_RELA) and s.info == table.index),
+                None)
+    data = elf.section_data(table)
+    if len(data) != table.size:
+        return [(-1, 0, 0, "table has no contents in the file (SHT_NOBITS)")]
+    out = []
+    if table.size % word:
+        out.append((-1, 0, 0, f"table size {table.size} is not a multiple of {word}"))
+    relocs: dict[int, list] = {}
+    if rsec is not None:
+        for r in elf.relocations(rsec):
+            relocs.setdefault(r.offset, []).append(r)
+    symtab = elf.symtab
+    fmt = elf.endian + ("I" if word == 4 else "Q")
+    for slot in range(table.size // word):
+        rs = relocs.get(slot * word, [])
+        if len(rs) != 1 or symtab is None:
+            out.append((slot, 0, 0, "entry has no relocation" if not rs
+                        else f"entry has {len(rs)} relocations"))
+            continue
+        r = rs[0]
+        if r.type not in (mips.R_MIPS_32, mips.R_MIPS_64) or r.type2 or r.type3:
+            out.append((slot, 0, 0, f"entry relocated with {mips.reloc_name(r.type)}, not an "
+                        "absolute pointer"))
+            continue
+        sym = symtab[r.sym]
+        if not sym.section:
+            out.append((slot, 0, 0, f"entry points at undefined symbol {sym.name or r.sym}"))
+            continue
+        addend = r.addend if r.addend is not None else struct.unpack_from(fmt, data, slot * word)[0]
+        out.append((slot, sym.section, (sym.value + addend) & mask, ""))
+    return out
+
+
+def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
+    from . import record
+    elf = ctx.elf
+    secs = elf.sections
+    funcs = _func_index(elf)
+    tables = [s for s in secs if s.name == MCOUNT_TABLE]
+    sites, _ignored, _rela, _diags = record.find_sites(elf)
+    site_at = {(s.section, s.offset): s for s in sites}
+    seen: dict[tuple[int, int], str] = {}
+    for table in tables:
+        for slot, sec, off, problem in _rel_entries(elf, table):
+            where = f"{table.name}+{slot * elf.word:#x}" if slot >= 0 else table.name
+            if slot >= 0:
+                ctx.tables[MCOUNT_TABLE] += 1
+            if problem:
+                ctx.find("unresolved", where, problem)
+                continue
+            tsec = secs[sec] if 0 < sec < len(secs) else None
+            loc = f"{tsec.name if tsec else sec}+{off:#x}"
+            if tsec is None or off + 4 > tsec.size or tsec.type == C.SHT_NOBITS:
+                ctx.find("bad-target", where, f"entry points outside its section ({loc})")
+                continue
+            ctx.sections[tsec.name] += 1
+            if not tsec.flags & C.SHF_EXECINSTR:
+                ctx.find("not-executable", loc, f"{MCOUNT_TABLE} entry ({where}) points into "
+                         f"{tsec.name}, which is not an executable section")
+                continue
+            if (sec, off) in seen:
+                ctx.find("duplicate", loc, f"duplicate {MCOUNT_TABLE} entry ({where}; also "
+                         f"{seen[(sec, off)]})")
+                continue
+            seen[(sec, off)] = where
+            site = site_at.get((sec, off))
+            if site is not None:
+                ctx.states["jal _mcount" if site.kind == mips.KIND_JAL else "long-call lui"] += 1
+                continue
+            w = ctx.word(elf.section_data(tsec), off)[0] if not off & 3 else None
+            fn = _func_at(funcs, sec, off)
+            found = insn_text(w, 0, t) if w is not None else "a misaligned address"
+            ctx.find("bad-target", loc, f"{MCOUNT_TABLE} entry ({where}) points at `{found}`"
+                     f"{' in ' + fn if fn else ''}, not at a call to _mcount")
+    missing = [s for s in sites if (s.section, s.offset) not in seen]
+    if missing and not tables:
+        ctx.find("not-recorded", "", f"{len(missing)} call{'s' * (len(missing) != 1)} to _mcount "
+                 f"but no {MCOUNT_TABLE} (not recorded)")
+    elif missing:
+        drops = set(record.reference_drops(elf))
+        for s in missing:
+            fn = _func_at(funcs, s.section, s.offset)
+            hint = (" (Linux 6.1's recordmcount drops it: its +4 filter carries over from the "
+                    "previous section)" if (s.section, s.offset) in drops else "")
+            ctx.find("missing", f"{s.section_name}+{s.offset:#x}",
+                     f"call to _mcount{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} "
+                     f"entry{hint}")
+    if any(s.name == PFE_TABLE for s in secs):
+        _audit_rel_pfe(ctx, funcs, compiler)
+
+
+def _defect_of(msg: str) -> str:
+    if "PR99217" in msg:
+        return "PR99217"
+    if "SHF_LINK_ORDER" in msg:
+        return "SHF_LINK_ORDER"
+    if "mode" in msg and "pad of" in msg:
+        return "microMIPS-pad-ISA"
+    return ""
+
+
+def _audit_rel_pfe(ctx: _Ctx, funcs, compiler: str) -> None:
+    from . import patchable
+    elf = ctx.elf
+    pp = patchable.plan(elf)
+    ctx.tables[PFE_TABLE] += sum(s.size // elf.word for s in elf.sections if s.name == PFE_TABLE)
+    where_of: dict[str, str] = {}
+    for p in pp.pads:
+        ctx.sections[p.section_name] += 1
+        ctx.states[f"{p.nops}-nop pad{' (microMIPS)' if p.micro else ''}"] += 1
+        where_of.setdefault(p.func.name, f"{p.section_name}+{p.offset:#x}")
+    for sec, lst in funcs.items():
+        for v, n in lst:
+            where_of.setdefault(n, f"{elf.sections[sec].name}+{v:#x}")
+    for d in pp.diagnostics:
+        m = d.message
+        where = where_of.get(d.where, d.where)
+        ident = _defect_of(m)
+        if ident:
+            kind = "defect"
+            ctx.defect(ident, compiler, d.where)
+        elif "duplicate" in m or "second entry" in m:
+            kind = "duplicate"
+        elif "not an executable section" in m:
+            kind = "not-executable"
+        elif "but no" in m:
+            kind = "missing"
+        elif m.startswith("entry: "):
+            kind = "unresolved"
+        else:
+            kind = "bad-target"
+        ctx.find(kind, where, m if d.where in ("",) or d.where.startswith(PFE_TABLE)
+                 or d.where in m else f"{d.where}: {m}")
+
+
+# ---------------------------------------------------------------- linked images
+def _linked_tables(elf):
+    """(table name, address of the first word, bytes) of each table of a linked image: the
+    sections themselves, or the kernel linker script's __start_mcount_loc..__stop_mcount_loc
+    (which holds both tables' entries in a real vmlinux)."""
+    out = []
+    for s in elf.sections:
+        if s.name in TABLES and s.type != C.SHT_NOBITS:
+            out.append((s.name, s.addr, elf.section_data(s)))
+    if out or elf.symtab is None:
+        return out
+    syms = {}
+    for s in elf.symtab:
+        if s.name in ("__start_mcount_loc", "__stop_mcount_loc") and s.section:
+            syms[s.name] = s.value
+    if len(syms) == 2 and syms["__stop_mcount_loc"] >= syms["__start_mcount_loc"]:
+        a, b = syms["__start_mcount_loc"], syms["__stop_mcount_loc"]
+        for s in elf.sections:
+            if s.type != C.SHT_NOBITS and s.flags & C.SHF_ALLOC and s.addr <= a and b <= s.addr + s.size:
+                out.append((MCOUNT_TABLE, a, elf.section_data(s)[a - s.addr:b - s.addr]))
+                break
+    return out
+
+
+class _Image:
+    """Address -> (section, bytes) for the allocated sections of a linked image."""
+
+    def __init__(self, elf):
+        from bisect import bisect_right
+        self._bisect = bisect_right
+        secs = sorted((s.addr, s.index) for s in elf.sections
+                      if s.flags & C.SHF_ALLOC and s.size and s.type != C.SHT_NOBITS)
+        self.starts = [a for a, _ in secs]
+        self.secs = [elf.sections[i] for _, i in secs]
+        self.elf = elf
+        self.data: dict[int, bytes] = {}
+
+    def find(self, addr: int):
+        k = self._bisect(self.starts, addr) - 1
+        for j in range(k, max(k - 8, -1), -1):  # overlaps (TLS, empty sections) are rare
+            s = self.secs[j]
+            if s.addr <= addr < s.addr + s.size:
+                return s
+        return None
+
+    def text(self, s):
+        d = self.data.get(s.index)
+        if d is None:
+            d = self.data[s.index] = self.elf.section_data(s)
+        return d
+
+
+def _linked_symbols(elf):
+    """(name by address of FUNC/NOTYPE text symbols, _mcount address or None, caller addrs)."""
+    names: dict[int, str] = {}
+    funcs: set[int] = set()
+    mcount, callers = None, set()
+    ranges: dict[str, int] = {}
+    if elf.symtab is None:
+        return names, funcs, mcount, callers, []
+    for s in elf.symtab:
+        if not s.section or not s.name:
+            continue
+        if s.name == "_mcount":
+            mcount = s.value
+        elif s.name in CALLERS:
+            callers.add(s.value)
+        elif s.name in ("__entry_text_start", "__entry_text_end", "__noinstr_text_start",
+                        "__noinstr_text_end"):
+            ranges[s.name] = s.value
+        if s.type in (C.STT_FUNC, C.STT_NOTYPE):
+            names.setdefault(s.value & ~1, s.name)
+        if s.type == C.STT_FUNC:
+            funcs.add(s.value & ~1)
+    skip = []
+    for a in ("entry", "noinstr"):
+        lo, hi = ranges.get(f"__{a}_text_start"), ranges.get(f"__{a}_text_end")
+        if lo is not None and hi is not None:
+            skip.append((lo, hi))
+    return names, funcs, mcount, callers, skip
+
+
+def _audit_linked(ctx: _Ctx, t, compiler: str) -> None:
+    from ..arch.encode import flag_reg_default
+    from .record import is_mcounted_name
+    elf = ctx.elf
+    bits = elf.bits
+    img = _Image(elf)
+    names, funcs, mcount, callers, skip = _linked_symbols(elf)
+    flag = flag_reg_default(t.abi)
+    near = _Names(names)
+    fmt = elf.endian + ("I" if elf.word == 4 else "Q")
+    seen: dict[int, str] = {}
+    for tname, base, data in _linked_tables(elf):
+        n = len(data) // elf.word
+        ctx.tables[tname] += n
+        addrs = struct.unpack_from(f"{elf.endian}{n}{fmt[-1]}", data)
+        for slot, addr in enumerate(addrs):
+            where = f"{tname}+{slot * elf.word:#x}"
+            if addr == 0:
+                continue  # an entry the kernel's sorttable/linker zeroed (discarded section)
+            micro = addr & 1
+            a = addr & ~1
+            s = img.find(a)
+            if s is None or a + 4 > s.addr + s.size:
+                ctx.find("bad-target", where, f"entry {addr:#x} is not inside any section")
+                continue
+            off = a - s.addr
+            loc = f"{s.name}+{off:#x}"
+            ctx.sections[s.name] += 1
+            if not s.flags & C.SHF_EXECINSTR:
+                ctx.find("not-executable", loc, f"{tname} entry ({where}) points at {addr:#x} "
+                         f"in {s.name}, which is not an executable section")
+                continue
+            if a in seen:
+                ctx.find("duplicate", loc, f"duplicate entry {addr:#x} ({where}; also {seen[a]})")
+                continue
+            seen[a] = where
+            text = img.text(s)
+            if micro:
+                run = mips.nop_run(text, off, elf.endian, True)
+                if len(run) > 1:
+                    ctx.states["nop pad (microMIPS)"] += 1
+                else:
+                    ctx.find("bad-target", loc, f"{tname} entry ({where}) points at {addr:#x}: "
+                             "a microMIPS entry that is not a nop pad")
+                continue
+            if off & 3:
+                ctx.find("bad-target", loc, f"entry {addr:#x} is not 4-byte aligned")
+                continue
+
+            def word(o, text=text):
+                return ctx.word(text, o)[0] if 0 <= o and o + 4 <= len(text) else None
+
+            state = _linked_state(word, off, a, bits, mcount, callers, flag, t.r6)
+            nrun = 0
+            if state == "nop pad":
+                nrun = len(mips.nop_run(text, off, elf.endian, False)) - 1
+                state = f"{nrun}-nop pad"
+            elif state.startswith("pad "):
+                nrun = 4 if state == "pad redirect" else 3
+            if nrun:
+                # PR99217 in a linked image: a function symbol right after the whole pad
+                if a not in funcs and a + 4 * nrun in funcs:
+                    fname = names.get(a + 4 * nrun, "")
+                    ctx.defect("PR99217", compiler, fname)
+                    ctx.find("defect", loc, f"all {nrun} words of {fname}'s pad stand before its "
+                             "entry point, so callers never run them (GCC PR99217)"
+                             + (f" [{compiler}]" if compiler else ""))
+            if state:
+                ctx.states[state] += 1
+                continue
+            w = word(off)
+            nm = {mcount: "_mcount"} if mcount is not None else {}
+            nm.update((c, "ftrace_caller") for c in callers)
+            if w is not None and mips.is_jal(w):
+                tgt = mips.jal_target(w, a, bits)
+                nm.setdefault(tgt, names.get(tgt, f"{tgt:#x}"))
+            fn = near.near(a)
+            ctx.find("bad-target", loc, f"{tname} entry ({where}) points at {addr:#x}: "
+                     f"`{insn_text(w, a, t, nm)}`{' in ' + fn if fn else ''}, neither a call "
+                     "to _mcount, a pad, nor a state ftrace writes")
+    # calls with no entry (only knowable with the _mcount symbol)
+    if mcount is None or not any(k == MCOUNT_TABLE for k in ctx.tables):
+        return
+    for s in img.secs:
+        if not s.flags & C.SHF_EXECINSTR or not is_mcounted_name(s.name):
+            continue
+        text = img.text(s)
+        n = len(text) // 4
+        for i, w in enumerate(struct.unpack_from(f"{elf.endian}{n}I", text)):
+            if w >> 26 != mips.OP_JAL:
+                continue
+            pc = s.addr + 4 * i
+            if mips.jal_target(w, pc, bits) != mcount or pc in seen:
+                continue
+            if any(lo <= pc < hi for lo, hi in skip):
+                continue
+            fn = near.near(pc)
+            ctx.find("missing", f"{s.name}+{4 * i:#x}", f"call to _mcount at {pc:#x}"
+                     f"{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} entry")
+
+
+class _Names:
+    """Nearest preceding symbol for a linked image's addresses."""
+
+    def __init__(self, names: dict[int, str]):
+        self.addrs = sorted(names)
+        self.names = names
+
+    def near(self, addr: int) -> str:
+        from bisect import bisect_right
+        k = bisect_right(self.addrs, addr) - 1
+        if k < 0:
+            return ""
+        best = self.addrs[k]
+        return self.names[best] if best == addr else f"{self.names[best]}+{addr - best:#x}"
+
+
+def _linked_state(word, off: int, pc: int, bits: int, mcount, callers, flag: int, r6: bool) -> str:
+    """What the word at ``off`` is, in the states a recorded site or pad may be in."""
+    w = word(off)
+    if w is None:
+        return ""
+    prev = [word(off - 4 * k) for k in range(1, mips.JAL_WINDOW + 1)]
+    after_move = any(p is not None and mips.is_move_at_ra(p) for p in prev)
+    if mips.is_jal(w):
+        tgt = mips.jal_target(w, pc, bits)
+        if mcount is not None and tgt == mcount:
+            return "jal _mcount"
+        if tgt in callers:
+            return "jal ftrace_caller"
+        if mcount is None and after_move:
+            return "jal _mcount"
+        return ""
+    if mips.is_lui(w, mips.REG_V1):
+        # the whole long call, not an address load of _mcount (ftrace's own code)
+        w1 = word(off + 4)
+        if w1 is None or not mips.is_addiu_self(w1, mips.REG_V1):
+            return ""
+        for k in range(2, 2 + mips.LONG_CALL_WINDOW):
+            wk = word(off + 4 * k)
+            if wk is not None and mips.is_jalr_ra(wk, mips.REG_V1):
+                return "long-call lui"
+        return ""
+    if mips.is_b_1f(w):
+        # ftrace_make_nop in a module: the lui becomes `b 1f`; 32-bit kernels also nop the
+        # addiu after it
+        w1 = word(off + 4)
+        if w1 is not None and (w1 == mips.NOP or mips.is_addiu_self(w1, mips.REG_V1)):
+            return "b 1f (disabled)"
+        return ""
+    if w == mips.NOP:
+        p1 = prev[0]
+        if after_move and not (p1 is not None and (mips.is_jal(p1) or mips.is_jalr_ra(p1, mips.REG_V1))):
+            return "nop (disabled)"
+        run = 0
+        while run < 16 and word(off + 4 * run) == mips.NOP:
+            run += 1
+        return "nop pad" if run >= 2 else ""
+    st = mips.pad_state(w, word(off + 4), word(off + 8), flag, r6)
+    return f"pad {st}" if st else ""
+
+
+# ---------------------------------------------------------------- the command
+def _task(arg):
+    path, walked = arg
+    return audit_file(path, walked)
+
+
+def audit_paths(paths: list[str], jobs: int = 1, progress=None) -> list[dict]:
+    files, missing = collect(paths)
+    out: dict[int, dict] = {}
+    tasks = files
+    if jobs > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as ex:
+            for i, r in enumerate(ex.map(_task, tasks, chunksize=max(1, len(tasks) // (16 * jobs)))):
+                out[i] = r
+                if progress:
+                    progress(i + 1, len(tasks), r["path"])
+    else:
+        for i, a in enumerate(tasks):
+            out[i] = _task(a)
+            if progress:
+                progress(i + 1, len(tasks), a[0])
+    results = [out[i] for i in range(len(tasks))]
+    for m in missing:
+        results.append({"path": m, "status": "error", "error": "cannot open: No such file or "
+                        "directory", "findings": [], "entries": 0})
+    return results
+
+
+def summary(results: list[dict]) -> dict:
+    c = Counter(r["status"] for r in results)
+    return {"files": len(results), "clean": c["clean"], "findings": c["findings"],
+            "errors": c["error"], "skipped": c["skipped"],
+            "entries": sum(r.get("entries", 0) for r in results),
+            "finding_count": sum(len(r.get("findings", ())) for r in results)}
+
+
+def _progress_printer(stream):
+    bar = 30
+
+    def show(done, total, path):
+        fill = bar * done // max(total, 1)
+        stream.write(f"\r[{'#' * fill}{'.' * (bar - fill)}] {done}/{total}")
+        if done == total:
+            stream.write("\r" + " " * (bar + 24) + "\r")
+        stream.flush()
+    return show
+
+
+def _plain_line(r: dict) -> str:
+    if r["status"] == "error":
+        return f"{r['path']}: error"
+    if r["status"] == "skipped":
+        return f"{r['path']}: skipped ({r.get('reason', '')})"
+    tabs = ", ".join(f"{k} {v}" for k, v in sorted(r["tables"].items())) or "no table"
+    secs = ", ".join(f"{k} {v}" for k, v in sorted(r["sections"].items()))
+    states = ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items()))
+    nf = len(r["findings"])
+    parts = [f"{r['path']}: {r['elf_type']} {r['abi']} {r['endian']}-endian", tabs]
+    if secs:
+        parts.append(f"sections: {secs}")
+    if states:
+        parts.append(f"states: {states}")
+    if r["defects"]:
+        parts.append("defects: " + ", ".join(d["id"] for d in r["defects"]))
+    if r["compiler"]:
+        parts.append(f"compiler: {r['compiler']}")
+    parts.append(f"{nf} finding{'s' * (nf != 1)}" if nf else "clean")
+    return "; ".join(parts)
+
+
+def _rich_table(results, summ) -> bool:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        return False
+    tab = Table(title="recordpatch audit")
+    for col in ("file", "type", "entries", "states", "defects", "compiler", "findings"):
+        tab.add_column(col)
+    for r in results:
+        if r["status"] in ("error", "skipped"):
+            tab.add_row(r["path"], r["status"], "", "", "", "", r.get("error", r.get("reason", "")))
+            continue
+        tab.add_row(r["path"], f"{r['elf_type']} {r['abi']}", str(r["entries"]),
+                    ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items())),
+                    ", ".join(d["id"] for d in r["defects"]), r["compiler"],
+                    str(len(r["findings"])) if r["findings"] else "clean")
+    con = Console()
+    con.print(tab)
+    con.print(_summary_line(summ))
+    return True
+
+
+def _summary_line(s: dict) -> str:
+    return (f"audited {s['files']} file{'s' * (s['files'] != 1)}: {s['clean']} clean, "
+            f"{s['findings']} with findings ({s['finding_count']}), {s['errors']} "
+            f"error{'s' * (s['errors'] != 1)}, {s['skipped']} skipped; {s['entries']} entries")
+
+
+def run_audit(ns) -> int:
+    if ns.jobs < 1:
+        print("recordpatch: error: -j needs a positive number", file=sys.stderr)
+        return EXIT_USAGE
+    walk = any(os.path.isdir(p) for p in ns.paths)
+    progress = None
+    if walk and not ns.json and sys.stderr.isatty():
+        progress = _progress_printer(sys.stderr)
+    results = audit_paths(ns.paths, ns.jobs, progress)
+    for r in results:
+        if r["status"] == "error":
+            print(f"{r['path']}: error: recordpatch: {r['error']}", file=sys.stderr)
+        for f in r.get("findings", ()):
+            loc = f"{f['where']}: " if f["where"] else ""
+            print(f"{r['path']}: {f['level']}: recordpatch: {loc}{f['message']}", file=sys.stderr)
+    summ = summary(results)
+    if ns.json:
+        import json
+        json.dump({"schema": SCHEMA, "files": results, "summary": summ}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif not (sys.stdout.isatty() and _rich_table(results, summ)):
+        for r in results:
+            print(_plain_line(r))
+        print(_summary_line(summ))
+    return EXIT_FAIL if summ["findings"] or summ["errors"] else EXIT_OK

@@ -1,0 +1,507 @@
+"""`recordpatch patch`: rewrite ftrace call sites of a MIPS image into a chosen state.
+
+Sites come from `__patchable_function_entries` (pads of -fpatchable-function-entry=3 or 4)
+and, for -pg code, from `__mcount_loc`. The states are those of the MIPS
+DYNAMIC_FTRACE_WITH_REGS design (../shared/background):
+
+  pad, 3 words    nop       nop; nop; nop
+                  init      lui at,%hi(tramp); nop; li FLAG,0
+                  call-regs lui at,%hi(tramp); jalr at,at; li FLAG,0
+                  call      lui at,%hi(tramp); jalr at,at; li FLAG,1
+  pad, 4 words    the same + nop, and
+                  redirect  lui at,%hi(B'); addiu at,at,%lo(B'); jr at; nop
+  -pg, in-kernel  call      jal _mcount; <slot: addiu sp,sp,-8 (o32) | nop (n64)>
+                  nop       nop; nop (o32: the stack adjust goes too, as the kernel does,
+                            since nobody pops it any more)
+  -pg, long call  call      lui v1,%hi(_mcount) (then addiu v1; move at,ra; jalr v1; slot)
+                  nop       b 1f  (1: = after the jalr's delay slot)
+
+FLAG is the ABI's t0 ($8 o32, $12 n64) unless --flag-reg. Every word is encoded by the
+assembler backend (arch/asm.py: keystone or the hand encoders, read back by capstone).
+A pass in the DESIGN sense: it returns the byte writes and the findings; the CLI writes
+the output atomically, and only when every site holds an expected sequence.
+
+Linked images (ET_EXEC) support every state. A relocatable object only supports states
+whose words need no relocation: the trampoline and B' must then be given as addresses,
+and -pg sites (their words carry R_MIPS_26/HI16 relocations) are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from collections import namedtuple
+
+from ..arch import encode as E
+from ..arch import mips
+from ..arch.encode import Target
+from ..diag import ERROR, Diagnostic, emit
+from ..elf import consts as C
+from ..elf.reader import ElfFile
+from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
+
+PAD_STATES = ("nop", "init", "call-regs", "call", "redirect")
+PG_STATES = ("nop", "call")
+STATES = PAD_STATES
+TABLE_PFE = "__patchable_function_entries"
+TABLE_MCOUNT = "__mcount_loc"
+
+#: kind: "pad" | "pg-kernel" | "pg-module"; addr: address (linked) or section offset;
+#: off: file offset of the first word; n: words the states cover; func: function name
+Site = namedtuple("Site", "kind addr off n func section")
+#: one site's change: old state name, new state name, old and new words
+Change = namedtuple("Change", "site old_state new_state old new")
+
+
+class PatchError(RecordpatchError):
+    pass
+
+
+class Options(namedtuple("Options", "state trampoline target flag_reg only exclude",
+                         defaults=(None, None, None, (), ()))):
+    """state: a state name; trampoline/target: symbol name or address (int or text);
+    flag_reg: register text ("t0", "$12", "8") or None for the ABI's t0."""
+    __slots__ = ()
+
+
+# ---------------------------------------------------------------- the image
+class Image:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.elf = elf = ElfFile(data)
+        if elf.machine != C.EM_MIPS:
+            raise PatchError(f"wrong machine: e_machine {elf.machine}, expected EM_MIPS (8)")
+        if elf.type not in (C.ET_EXEC, C.ET_REL):
+            raise PatchError("only linked executables (ET_EXEC) and relocatable objects are patched "
+                             f"(e_type {elf.type})")
+        abi = mips.abi_of(elf.bits, elf.flags)
+        self.t = Target(abi.name, elf.endian == ">", abi.r6)
+        self.linked = elf.type == C.ET_EXEC
+        self.word = struct.Struct(elf.endian + "I")
+        self.mask = (1 << elf.bits) - 1
+        self.syms = {}
+        self.funcs = []
+        if elf.symtab is not None:
+            for s in elf.symtab:
+                if s.section and s.name:
+                    self.syms.setdefault(s.name, s)
+                    if s.type == C.STT_FUNC:
+                        self.funcs.append(s)
+
+    # addresses <-> file offsets
+    def file_offset(self, addr: int, n: int = 4) -> tuple[int, str]:
+        for s in self.elf.sections:
+            if (s.flags & C.SHF_ALLOC) and s.type == C.SHT_PROGBITS and s.addr <= addr \
+                    and addr + n <= s.addr + s.size:
+                return s.offset + addr - s.addr, s.name
+        raise PatchError(f"address {addr:#x} is in no section with contents")
+
+    def read(self, off: int) -> int:
+        return self.word.unpack_from(self.data, off)[0]
+
+    def func_at(self, addr: int, section: int | None = None) -> str:
+        best = None
+        for s in self.funcs:
+            if section is not None and s.section != section:
+                continue
+            v = s.value & ~1
+            if v == addr:
+                return s.name
+            if v <= addr < v + max(s.size, 1) and (best is None or v > best.value):
+                best = s
+        return best.name if best else ""
+
+    def address_of(self, spec, what: str) -> tuple[int, str, bool]:
+        """(address, name, is_symbol) for a symbol name or a number."""
+        if isinstance(spec, int):
+            return spec & self.mask, f"{spec:#x}", False
+        try:
+            return int(spec, 0) & self.mask, spec, False
+        except ValueError:
+            pass
+        if not self.linked:
+            raise PatchError(f"{what} {spec}: in a relocatable object a symbol's address is only "
+                             "known after linking, and loading it would need a new relocation; "
+                             "give the address (SYM|ADDR) or patch the linked image")
+        s = self.syms.get(spec)
+        if s is None:
+            raise PatchError(f"{what} {spec}: no such symbol in this file")
+        return s.value & ~1 & self.mask, spec, True
+
+
+# ---------------------------------------------------------------- sites
+def _table_words(img: Image, name: str):
+    elf = img.elf
+    fmt = elf.endian + ("I" if elf.word == 4 else "Q")
+    for s in elf.sections:
+        if s.name == name and s.type == C.SHT_PROGBITS:
+            data = elf.section_data(s)
+            for k in range(len(data) // elf.word):
+                yield struct.unpack_from(fmt, data, k * elf.word)[0]
+
+
+def find_sites(img: Image, pad_words: int) -> list[Site]:
+    elf = img.elf
+    sites = []
+    if img.linked:
+        for addr in _table_words(img, TABLE_PFE):
+            off, sec = img.file_offset(addr, 4 * pad_words)
+            sites.append(Site("pad", addr, off, pad_words, img.func_at(addr), sec))
+        if any(s.name == TABLE_MCOUNT for s in elf.sections):
+            for addr in _table_words(img, TABLE_MCOUNT):
+                off, sec = img.file_offset(addr, 8)
+                w = img.read(off)
+                kind = "pg-module" if mips.is_lui(w, E.REG_V1) or _is_b(w) else "pg-kernel"
+                sites.append(Site(kind, addr, off, 2 if kind == "pg-kernel" else 1,
+                                  img.func_at(addr), sec))
+        if not sites:
+            raise PatchError(f"no call sites: no {TABLE_PFE} and no {TABLE_MCOUNT} in this image "
+                             "(link with the table sections kept: no --gc-sections, or KEEP() them)")
+        return sites
+    from .patchable import raw_entries
+    for _t, slot, shndx, offset, _rela, problem in raw_entries(elf):
+        if problem:
+            raise PatchError(f"{TABLE_PFE} entry {slot}: {problem}")
+        sec = elf.section(shndx)
+        if offset + 4 * pad_words > sec.size or sec.type != C.SHT_PROGBITS:
+            raise PatchError(f"{TABLE_PFE} entry {slot} points past {sec.name}")
+        sites.append(Site("pad", offset, sec.offset + offset, pad_words,
+                          img.func_at(offset, shndx), sec.name))
+    if not sites:
+        if any(s.name == TABLE_MCOUNT or s.name.endswith(TABLE_MCOUNT) for s in elf.sections) or \
+                img.syms.get("_mcount") is None and _has_mcount_refs(img):
+            raise PatchError("-pg call sites in a relocatable object cannot be patched: each `jal "
+                             "_mcount`/`lui v1,%hi(_mcount)` word carries a relocation the linker "
+                             "applies over it; patch the linked image")
+        raise PatchError(f"no call sites: no {TABLE_PFE} in this object")
+    _check_no_relocs(img, sites)
+    return sites
+
+
+def _has_mcount_refs(img: Image) -> bool:
+    st = img.elf.symtab
+    return st is not None and any(s.name == "_mcount" for s in st)
+
+
+def _check_no_relocs(img: Image, sites) -> None:
+    """A relocation inside a pad of a relocatable object would be applied over our words."""
+    elf = img.elf
+    by_sec = {}
+    for s in sites:
+        by_sec.setdefault(s.section, []).append(s)
+    for rs in elf.sections:
+        if rs.type not in (C.SHT_REL, C.SHT_RELA):
+            continue
+        target = elf.section(rs.info) if 0 < rs.info < len(elf.sections) else None
+        if target is None or target.name not in by_sec:
+            continue
+        for r in elf.relocations(rs):
+            for s in by_sec[target.name]:
+                if s.addr <= r.offset < s.addr + 4 * s.n:
+                    raise PatchError(f"{s.func or target.name}+{r.offset - s.addr:#x}: a relocation "
+                                     "inside the pad; the linker would overwrite the patch")
+
+
+def _is_b(w: int) -> bool:
+    return (w >> 16) == 0x1000
+
+
+# ---------------------------------------------------------------- state words
+class States:
+    """The words of each state at one site, and the recognition of old words."""
+
+    def __init__(self, img: Image, opts: Options):
+        from ..arch.asm import assembler
+        self.img, self.t = img, img.t
+        self.a = assembler(img.t)
+        t = self.t
+        if opts.flag_reg is None:
+            self.flag = E.flag_reg_default(t.abi)
+        else:
+            self.flag = E.parse_reg(opts.flag_reg, t.abi)
+            if self.flag in (0, E.REG_AT, E.REG_SP, E.REG_RA) or self.flag in E.ARG_REGS[t.abi]:
+                raise PatchError(f"--flag-reg ${self.flag} ({E.reg_name(t.abi, self.flag)}) cannot be "
+                                 f"the flag register on {t.abi}: the pad would break the call")
+        self.tramp = self.target = self.mcount = None
+        self.tramp_name = self.target_name = ""
+        spec = opts.trampoline if opts.trampoline is not None else "ftrace_regs_caller"
+        try:
+            self.tramp, self.tramp_name, is_sym = img.address_of(spec, "trampoline")
+        except PatchError:
+            if opts.trampoline is not None or opts.state in ("init", "call-regs", "call"):
+                raise
+            is_sym = False
+        if self.tramp is not None:
+            self._check_tramp(is_sym)
+        if opts.target is not None:
+            self.target, self.target_name, _ = img.address_of(opts.target, "--target")
+            E.hi_lo(self.target, t)  # reachable by lui+addiu
+        elif opts.state == "redirect":
+            raise PatchError("--state redirect needs --target SYM|ADDR (the function B' to run)")
+        m = img.syms.get("_mcount")
+        if m is not None and img.linked:
+            self.mcount = m.value & img.mask
+
+    def _check_tramp(self, is_sym: bool) -> None:
+        img = self.img
+        if is_sym:
+            from .check import check_elf
+            _res, diags = check_elf(img.elf, [self.tramp_name], 65536)
+            bad = [d.message for d in diags if d.level == ERROR]
+            if bad:
+                raise PatchError(f"trampoline {self.tramp_name}: {bad[0]}")
+        elif self.tramp & 0xFFFF:
+            raise PatchError(f"trampoline {self.tramp:#x} is not 64 KiB aligned: lui at,%hi() alone "
+                             "cannot load it")
+        E.hi_lo(self.tramp, self.t)
+
+    def _add(self):
+        return E.daddiu if self.t.bits == 64 else E.addiu
+
+    def pad_insns(self, state: str, n: int):
+        at = E.REG_AT
+        if state == "nop":
+            seq = [E.nop()] * 3
+        elif state == "redirect":
+            if n < 4:
+                raise PatchError("redirect needs a 4-word pad (-fpatchable-function-entry=4)")
+            hi, lo = E.hi_lo(self.target, self.t)
+            return [E.lui(at, hi), self._add()(at, at, lo), E.jr(at), E.nop()]
+        else:
+            if self.tramp is None:
+                raise PatchError("no trampoline: give --trampoline SYM|ADDR")
+            hi, _ = E.hi_lo(self.tramp, self.t)
+            mid = E.nop() if state == "init" else E.jalr(at, at)
+            seq = [E.lui(at, hi), mid, E.li(self.flag, 1 if state == "call" else 0)]
+        return seq + [E.nop()] * (n - 3)
+
+    def words(self, site: Site, state: str) -> list[int]:
+        pc = site.addr if self.img.linked else 0
+        if site.kind == "pad":
+            return self.a.encode_all(self.pad_insns(state, site.n), pc)
+        if site.kind == "pg-kernel":
+            if state == "nop":
+                return self.a.encode_all([E.nop(), E.nop()], pc)
+            if self.mcount is None:
+                raise PatchError("no _mcount symbol: cannot restore the -pg call")
+            slot = E.addiu(E.REG_SP, E.REG_SP, -8) if self.t.abi == "o32" else E.nop()
+            return self.a.encode_all([E.jal(self.mcount), slot], pc)
+        # pg-module: the lui word only
+        if state == "nop":
+            return [self.a.encode(E.b(self._module_end(site)), pc)]
+        if self.mcount is None:
+            raise PatchError("no _mcount symbol: cannot restore the -pg call")
+        hi, _ = E.hi_lo(self.mcount, self.t)
+        return [self.a.encode(E.lui(E.REG_V1, hi), pc)]
+
+    def _module_end(self, site: Site) -> int:
+        """Label 1: of the long-call sequence: after the delay slot of its `jalr v1`."""
+        for k in range(1, 8):
+            w = self.img.read(site.off + 4 * k)
+            if mips.is_jalr_ra(w, E.REG_V1):
+                return site.addr + 4 * k + 8
+        raise PatchError("no `jalr v1` within 8 words of the long-call site")
+
+    def states_for(self, site: Site) -> tuple[str, ...]:
+        if site.kind == "pad":
+            return PAD_STATES if site.n >= 4 else PAD_STATES[:-1]
+        return PG_STATES
+
+    def classify(self, site: Site, old: list[int]) -> str | None:
+        """The state ``old`` (the site's current words) is in, or None."""
+        for st in self.states_for(site):
+            if st == "redirect":
+                if self._is_redirect(site, old):
+                    return st
+                continue
+            try:
+                if self.words(site, st) == old:
+                    return st
+            except (PatchError, E.EncodeError):
+                continue
+        return None
+
+    def _is_redirect(self, site: Site, old) -> bool:
+        pc = site.addr if self.img.linked else 0
+        d = [E.decode(w, pc + 4 * i, self.t) for i, w in enumerate(old)]
+        if None in d or len(d) < 4:
+            return False
+        add = "daddiu" if self.t.bits == 64 else "addiu"
+        return (d[0].op == "lui" and d[0].args[0] == E.REG_AT and d[1].op == add
+                and d[1].args[:2] == (E.REG_AT, E.REG_AT) and d[2] in (E.jr(E.REG_AT), E.jalr(0, E.REG_AT))
+                and d[3].op == "nop")
+
+
+def pad_words_of(img: Image, opts: Options) -> int:
+    """4 when redirecting (or when a site already is redirected), else 3."""
+    if opts.state == "redirect":
+        return 4
+    if img.linked:
+        for addr in _table_words(img, TABLE_PFE):
+            try:
+                off, _ = img.file_offset(addr, 16)
+            except PatchError:
+                continue
+            w0, w2 = img.read(off), img.read(off + 8)
+            if mips.is_lui(w0, E.REG_AT) and w2 in (0x00200008, 0x00200009):  # jr at / jalr zero,at
+                return 4
+    return 3
+
+
+# ---------------------------------------------------------------- the pass
+def plan_changes(data: bytes, opts: Options):
+    """(image, states, changes, diagnostics, selected sites). Nothing is written."""
+    img = Image(data)
+    if opts.state not in PAD_STATES:
+        raise PatchError(f"unknown state {opts.state!r}")
+    st = States(img, opts)
+    sites = find_sites(img, pad_words_of(img, opts))
+    names = {s.func for s in sites}
+    for f in (*opts.only, *opts.exclude):
+        if f not in names:
+            raise PatchError(f"--only/--except {f}: no call site in a function of that name")
+    sel = [s for s in sites if (not opts.only or s.func in opts.only) and s.func not in opts.exclude]
+    if opts.state == "redirect" and st.target is not None:
+        sel = [s for s in sel if s.addr != st.target]  # B' itself is never redirected to itself
+    diags, changes = [], []
+    for s in sel:
+        where = f"{s.func or s.section}" + (f" ({s.addr:#x})" if img.linked else f" ({s.section}+{s.addr:#x})")
+        if s.kind != "pad" and opts.state not in PG_STATES:
+            diags.append(Diagnostic(ERROR, f"a -pg call site has no {opts.state} state (only nop and call)",
+                                    where))
+            continue
+        old = [img.read(s.off + 4 * i) for i in range(s.n)]
+        cur = st.classify(s, old)
+        if cur is None:
+            got = "; ".join(_pretty(st, w, s.addr + 4 * i) for i, w in enumerate(old))
+            diags.append(Diagnostic(ERROR, f"unexpected words at the {_kind_text(s)}: {got} "
+                                    f"(not one of the states {', '.join(st.states_for(s))} with "
+                                    f"flag register ${st.flag} and trampoline "
+                                    f"{st.tramp_name or '?'})", where))
+            continue
+        try:
+            new = st.words(s, opts.state)
+        except E.EncodeError as e:
+            diags.append(Diagnostic(ERROR, str(e), where))
+            continue
+        changes.append(Change(s, cur, opts.state, old, new))
+    return img, st, changes, diags, sel
+
+
+def _named(name: str, addr: int) -> str:
+    return f"{addr:#x}" if name == f"{addr:#x}" else f"{name} {addr:#x}"
+
+
+def _pretty(st: States, w: int, pc: int) -> str:
+    """A word in the ABI's register names (capstone names $12 t4 even on n64)."""
+    i = E.decode(w, pc, st.t)
+    return i.pretty(st.t.abi) if i else st.a.disasm(w, pc)
+
+
+def _kind_text(s: Site) -> str:
+    return {"pad": f"{s.n}-word pad", "pg-kernel": "`jal _mcount` site",
+            "pg-module": "long-call `lui v1` site"}[s.kind]
+
+
+def apply(data: bytes, img: Image, changes, upto: int | None = None, orders=None) -> bytes:
+    """``data`` with the changes' words written. ``upto``/``orders``: only the first ``upto``
+    writes of each change, in the order ``orders[i]`` gives (word indexes)."""
+    buf = bytearray(data)
+    for k, ch in enumerate(changes):
+        idx = [i for i in range(len(ch.new)) if ch.new[i] != ch.old[i]]
+        if orders is not None:
+            idx = list(orders[k])
+        if upto is not None:
+            idx = idx[:upto]
+        for i in idx:
+            img.word.pack_into(buf, ch.site.off + 4 * i, ch.new[i])
+    return bytes(buf)
+
+
+def _family(t: Target, site: Site) -> str:
+    if site.kind == "pad":
+        return "pad4" if site.n >= 4 else "pad3"
+    return site.kind
+
+
+def write_orders(st: States, changes):
+    """Per change, the safe single-word write order from transitions.py, or raise."""
+    from . import transitions as T
+    fams = T.families(st.t, st.flag)
+    cache, orders = {}, []
+    for ch in changes:
+        fam = _family(st.t, ch.site)
+        key = (fam, ch.old_state, ch.new_state)
+        if key not in cache:
+            states = fams[fam].states
+            if ch.old_state not in states or ch.new_state not in states:
+                raise PatchError(f"no transition model for {fam} {ch.old_state} -> {ch.new_state}")
+            words = {n: st.a.encode_all(i, T.PAD) for n, i in states.items()}
+            n = len(words[ch.old_state])
+            m = T.Machine(st.t, st.flag, n)
+            safe, order, _steps, reason = T.analyse_pair(m, words[ch.old_state], words[ch.new_state],
+                                                         lambda w, i: f"{w:#x}")
+            # the model's pg-kernel sequence starts at `move at,ra`; our site at the `jal`
+            shift = 1 if fam == "pg-kernel" else 0
+            cache[key] = (safe, tuple(i - shift for i in order), reason)
+        safe, order, reason = cache[key]
+        if not safe:
+            raise PatchError(f"{fam} {ch.old_state} -> {ch.new_state}: {reason}")
+        orders.append(order)
+    return orders
+
+
+def staged_images(data: bytes, opts: Options) -> list[bytes]:
+    """Every intermediate image of the safe plan, applied to all selected sites in step:
+    [after write 1, after write 2, ..., final]."""
+    img, st, changes, diags, _ = plan_changes(data, opts)
+    if diags:
+        raise PatchError(diags[0].message)
+    orders = write_orders(st, changes)
+    steps = max((len(o) for o in orders), default=0)
+    return [apply(data, img, changes, k, orders) for k in range(1, steps + 1)]
+
+
+# ---------------------------------------------------------------- command
+def run_patch(ns) -> int:
+    from ..elf.writer import write_atomic
+    from .pipeline import read_input
+
+    path = ns.input
+    opts = Options(ns.state, ns.trampoline, ns.target, ns.flag_reg, tuple(ns.only or ()),
+                   tuple(ns.exclude or ()))
+    try:
+        if os.path.exists(ns.output) and os.path.samefile(path, ns.output):
+            print(f"{path}: error: recordpatch: -o names the input; the input is never modified",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        data, st_in = read_input(path)
+        img, st, changes, diags, sel = plan_changes(data, opts)
+        if diags:
+            emit(path, diags)
+            print(f"{path}: error: recordpatch: {len(diags)} of {len(sel)} sites not in an expected "
+                  "state; nothing written", file=sys.stderr)
+            return EXIT_FAIL
+        if not changes:
+            raise PatchError("no call site selected")
+        out = apply(data, img, changes)
+        write_atomic(ns.output, [out], mode=st_in.st_mode)
+    except (RecordpatchError, E.EncodeError) as e:
+        print(f"{path}: error: recordpatch: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    except OSError as e:
+        print(f"{path}: error: recordpatch: {e.strerror or e}", file=sys.stderr)
+        return EXIT_FAIL
+    t = img.t
+    n_changed = sum(ch.old != ch.new for ch in changes)
+    print(f"{ns.output}: {t.name}: {len(changes)} sites to {opts.state} ({n_changed} rewritten), "
+          f"flag register ${st.flag} ({E.reg_name(t.abi, st.flag)} on {t.abi})"
+          + (f", trampoline {_named(st.tramp_name, st.tramp)}" if st.tramp is not None else "")
+          + (f", B' {_named(st.target_name, st.target)}" if opts.state == "redirect" else ""))
+    if ns.verbose:
+        for ch in changes:
+            s = ch.site
+            print(f"  {s.func or '?'} {s.addr:#x} {s.kind}: {ch.old_state} -> {ch.new_state}: "
+                  + "; ".join(_pretty(st, w, s.addr + 4 * i) for i, w in enumerate(ch.new)))
+    return EXIT_OK
