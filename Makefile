@@ -83,3 +83,15 @@ demo-patch: venv
 	  $(DEMO_OBJDUMP) -d -z --no-show-raw-insn --disassemble=fb $(DEMO_PATCH)/$$f | sed -n '/<fb>:/,$$p'; \
 	  if command -v qemu-mipsel >/dev/null; then echo "   runs: $$(qemu-mipsel $(DEMO_PATCH)/$$f)"; fi; \
 	done
+
+# Fuzz every command on mutated fixtures of all five targets (tests/fuzz/, issue 6): at least
+# FUZZ_CASES inputs, stopping after FUZZ_SECONDS; figures into docs/reliability.md. Exit 1 on
+# any traceback, hang, memory blow-up or changed input. `make test` runs a 300-case version.
+FUZZ_CASES ?= 10000
+FUZZ_SECONDS ?= 1200
+FUZZ_SEED ?= 1
+FUZZ_MANYSEC ?= 24
+.PHONY: fuzz
+fuzz: venv
+	PYTHONPATH=tests $(PY) -m fuzz --cases $(FUZZ_CASES) --seconds $(FUZZ_SECONDS) \
+	  --seed $(FUZZ_SEED) --manysec $(FUZZ_MANYSEC) --report docs/reliability.md

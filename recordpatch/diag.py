@@ -7,6 +7,15 @@ from collections import namedtuple
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
+#: C0 controls and DEL, escaped: names come from the file (a symbol called "f\nFILE: error:"
+#: must not forge a second diagnostic line) or the command line (a file name with a newline).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped as \\xNN: a diagnostic is always one line."""
+    return text.translate(_CONTROLS)
+
 
 class Diagnostic(namedtuple("Diagnostic", "level message where", defaults=("",))):
     __slots__ = ()
@@ -15,7 +24,7 @@ class Diagnostic(namedtuple("Diagnostic", "level message where", defaults=("",))
 
     def render(self, path: str) -> str:
         loc = f"{self.where}: " if self.where else ""
-        return f"{path}: {self.level}: recordpatch: {loc}{self.message}"
+        return one_line(f"{path}: {self.level}: recordpatch: {loc}{self.message}")
 
     def as_dict(self) -> dict:
         return {"level": self.level, "where": self.where, "message": self.message}

@@ -185,25 +185,30 @@ def write_atomic(path: str, chunks: list[bytes], mode: int | None = None,
         with os.fdopen(fd, "wb") as f:
             for c in chunks:
                 f.write(c)
+            f.flush()
             if mode is not None:
                 os.fchmod(f.fileno(), stat.S_IMODE(mode))
+            if expect is not None:
+                now = os.stat(path)
+                if (now.st_size, now.st_mtime_ns, now.st_ino) != (
+                        expect.st_size, expect.st_mtime_ns, expect.st_ino):
+                    raise RecordpatchError("file changed while it was being processed; not replaced")
+            step = "replace"
+            os.replace(tmp, path)
+            step = "close"
+            # The owner last, once in place: a temporary file given away could not be removed
+            # from a sticky directory if the rename failed. Best effort, as sed -i does.
             if expect is not None and (expect.st_uid, expect.st_gid) != (os.geteuid(), os.getegid()):
                 try:
                     os.fchown(f.fileno(), expect.st_uid, expect.st_gid)
-                except PermissionError:  # not root: the file becomes ours, as with cp or sed -i
+                except OSError:  # not root: the file stays ours, as with cp or sed -i
                     pass
-        if expect is not None:
-            now = os.stat(path)
-            if (now.st_size, now.st_mtime_ns, now.st_ino) != (
-                    expect.st_size, expect.st_mtime_ns, expect.st_ino):
-                raise RecordpatchError("file changed while it was being processed; not replaced")
-        step = "replace"
-        os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if step != "close":
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         if isinstance(exc, OSError):
             why = exc.strerror or str(exc)
             if step == "replace" and exc.errno == errno.EPERM and os.stat(d).st_mode & stat.S_ISVTX:

@@ -28,6 +28,7 @@ import sys
 from collections import Counter
 
 from ..arch import mips
+from ..diag import one_line
 from ..elf import consts as C
 from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
 
@@ -774,10 +775,11 @@ def run_audit(ns) -> int:
     results = audit_paths(ns.paths, ns.jobs, progress)
     for r in results:
         if r["status"] == "error":
-            print(f"{r['path']}: error: recordpatch: {r['error']}", file=sys.stderr)
+            print(one_line(f"{r['path']}: error: recordpatch: {r['error']}"), file=sys.stderr)
         for f in r.get("findings", ()):
             loc = f"{f['where']}: " if f["where"] else ""
-            print(f"{r['path']}: {f['level']}: recordpatch: {loc}{f['message']}", file=sys.stderr)
+            print(one_line(f"{r['path']}: {f['level']}: recordpatch: {loc}{f['message']}"),
+                  file=sys.stderr)
     summ = summary(results)
     if ns.json:
         import json

@@ -36,7 +36,7 @@ from collections import namedtuple
 from ..arch import encode as E
 from ..arch import mips
 from ..arch.encode import Target
-from ..diag import ERROR, Diagnostic, emit
+from ..diag import ERROR, Diagnostic, emit, one_line
 from ..elf import consts as C
 from ..elf.reader import ElfFile
 from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
@@ -488,7 +488,7 @@ def run_patch(ns) -> int:
         out = apply(data, img, changes)
         write_atomic(ns.output, [out], mode=st_in.st_mode)
     except (RecordpatchError, E.EncodeError) as e:
-        print(f"{path}: error: recordpatch: {e}", file=sys.stderr)
+        print(one_line(f"{path}: error: recordpatch: {e}"), file=sys.stderr)
         return EXIT_FAIL
     except OSError as e:
         print(f"{path}: error: recordpatch: {e.strerror or e}", file=sys.stderr)
