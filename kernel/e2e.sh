@@ -1,0 +1,389 @@
+#!/bin/bash
+# recordpatch kernel-e2e: build Debian's linux-source-6.1 for MIPS three ways and compare.
+#
+#   ref  real recordmcount per object (Debian's linux-kbuild-6.1 binary), via a wrapper that first
+#        copies every object, unrecorded, into the corpus (the object cache for the other variants)
+#   B    recordpatch as the per-object drop-in: corpus objects put back, scripts/recordmcount
+#        (recordpatch's shim) run on each with the arguments Kbuild used, then `make vmlinux`
+#        (archives and links only; nothing is recompiled)
+#   C    the whole-kernel hook: corpus objects put back unrecorded, kernel/recordpatch-vmlinux-hook.patch
+#        applied, `make vmlinux RECORDPATCH=recordpatch` (records vmlinux.o once, links vmlinux from it)
+#
+# Control links (relinks only, ~20 s each), to explain every byte that differs:
+#   B-refobj  B's objects, except the reference's output for the objects whose table differs
+#   ref-vmo   reference-recorded objects, linked from vmlinux.o the way C links (hook patch,
+#             RECORDPATCH=true: nothing recorded at vmlinux.o)
+#   B-vmo     recordpatch-recorded objects, linked from vmlinux.o the same way
+#   B-quirks  B with RECORDPATCH_REFERENCE_QUIRKS=1 (recordpatch reproduces the reference's lost calls)
+# then compares the ftrace tables and whole files, and boots ref, B and C in QEMU (malta).
+# Re-runnable: the tree, the reference build and the corpus are reused when present; steps whose
+# results exist (and, for B, C and the controls, were made by the same recordpatch sources) are
+# skipped unless named in REDO (e.g. REDO="B C boot"; REDO=ref rebuilds all).
+#
+#   kernel/e2e.sh                     mipsel (malta_defconfig), all steps
+#   E2E_ARCH=mips64 kernel/e2e.sh     mips64 big-endian n64 (malta_defconfig + 64BIT, MIPS64R2)
+#   STEPS="ref B"  BOOT=0  JOBS=2  WORK=/work/kbuild  BOOT_TIMEOUT=900
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+MAIN=$(dirname "$HERE")
+WORK=${WORK:-/work/kbuild}
+E2E_ARCH=${E2E_ARCH:-mipsel}
+JOBS=${JOBS:-2}
+STEPS=${STEPS:-ref B C controls quirks compare boot}
+REDO=${REDO:-}
+SRC_TAR=${SRC_TAR:-/usr/src/linux-source-6.1.tar.xz}
+REF_TOOL=${REF_TOOL:-/usr/lib/linux-kbuild-6.1/scripts/recordmcount}
+RECORDPATCH=${RECORDPATCH:-$MAIN/.venv/bin/recordpatch}
+SHIM=${SHIM:-$MAIN/scripts/recordmcount}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-900}
+PY=${PY:-python3}
+
+# Reproducible build stamps, so that variants can be byte-identical.
+export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2025' KBUILD_BUILD_VERSION=1
+export KBUILD_BUILD_USER=e2e KBUILD_BUILD_HOST=recordpatch
+export ARCH=mips
+
+case $E2E_ARCH in
+mipsel)
+    export CROSS_COMPILE=mipsel-linux-gnu-
+    TREE=${TREE:-$WORK/linux-6.1}
+    CFG_EXTRA=""; CFG_CHECK_EXTRA="CPU_LITTLE_ENDIAN CPU_MIPS32_R2"
+    QEMU="qemu-system-mipsel"; BOOT=${BOOT:-1} ;;
+mips64)
+    export CROSS_COMPILE=mips64-linux-gnuabi64-
+    TREE=${TREE:-$WORK/linux-6.1-mips64}
+    CFG_EXTRA="-d CPU_LITTLE_ENDIAN -e CPU_BIG_ENDIAN -d 32BIT -e 64BIT -d CPU_MIPS32_R2 -e CPU_MIPS64_R2"
+    CFG_CHECK_EXTRA="CPU_BIG_ENDIAN 64BIT CPU_MIPS64_R2"
+    QEMU="qemu-system-mips64 -cpu MIPS64R2-generic"; BOOT=${BOOT:-1} ;;
+*) echo "E2E_ARCH must be mipsel or mips64" >&2; exit 2 ;;
+esac
+CORPUS=$WORK/corpus-$E2E_ARCH          # unrecorded copies of every object Kbuild recorded
+REFREC=$WORK/refrec-$E2E_ARCH          # the same, recorded by the reference (one process each)
+RPREC=$WORK/rprec-$E2E_ARCH            # the same, recorded by recordpatch's shim (variant B)
+RPQREC=$WORK/rpqrec-$E2E_ARCH          # the same, recorded with RECORDPATCH_REFERENCE_QUIRKS=1
+OUT=$WORK/out-$E2E_ARCH                # ref/ B/ C/: vmlinux, vmlinux.o, System.map, logs
+FINDINGS=$WORK/findings
+CFG_OPTS="-e FUNCTION_TRACER -e DYNAMIC_FTRACE -e FUNCTION_GRAPH_TRACER -e FTRACE_STARTUP_TEST"
+CFG_CHECK="FUNCTION_TRACER DYNAMIC_FTRACE FUNCTION_GRAPH_TRACER FTRACE_STARTUP_TEST FTRACE_MCOUNT_USE_RECORDMCOUNT $CFG_CHECK_EXTRA"
+
+# Results of B, C and the controls are reused only if recordpatch's code is unchanged since.
+rp_version() {
+    (cd "$MAIN" && git log -1 --format='commit %H' 2>/dev/null
+     find recordpatch scripts/recordmcount -type f \( -name '*.py' -o -name recordmcount \) | sort |
+         xargs sha256sum | sha256sum | sed 's/ .*//; s/^/sources /')
+}
+RP_VERSION=$(rp_version)
+fresh() {  # variant dir, REDO word: reuse it?
+    [ -f "$OUT/$1/vmlinux" ] && ! redo "$2" &&
+        [ "$(cat "$OUT/$1/recordpatch-version.txt" 2>/dev/null)" = "$RP_VERSION" ]
+}
+stamp() {
+    echo "$RP_VERSION" > "$OUT/$1/recordpatch-version.txt"
+    [ "$(rp_version)" = "$RP_VERSION" ] ||
+        log "WARNING: recordpatch's sources changed during this run; $1 may mix versions (rerun with REDO)"
+}
+
+log() { printf '== [%s %s] %s\n' "$E2E_ARCH" "$(date +%T)" "$*"; }
+want() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
+redo() { case " $REDO " in *" $1 "*) return 0 ;; esac; return 1; }
+mk() { make -C "$TREE" -j"$JOBS" "$@"; }
+
+# --- tree, configuration, the wrapper -------------------------------------------------------
+setup_tree() {
+    if [ ! -f "$TREE/Makefile" ]; then
+        log "extracting $SRC_TAR to $TREE"
+        mkdir -p "$WORK/.x" && tar -C "$WORK/.x" -xJf "$SRC_TAR"
+        mv "$WORK/.x/linux-source-6.1" "$TREE" && rmdir "$WORK/.x"
+    fi
+    local ok=1 o
+    for o in $CFG_CHECK; do grep -q "^CONFIG_$o=y" "$TREE/.config" 2>/dev/null || ok=0; done
+    if [ $ok = 0 ]; then
+        log "configuring malta_defconfig + ftrace options"
+        mk -s malta_defconfig
+        # shellcheck disable=SC2086
+        (cd "$TREE" && ./scripts/config $CFG_EXTRA $CFG_OPTS)
+        mk -s olddefconfig
+        for o in $CFG_CHECK; do
+            grep -q "^CONFIG_$o=y" "$TREE/.config" || { echo "CONFIG_$o not set" >&2; exit 1; }
+        done
+    fi
+    if ! cmp -s "$HERE/recordmcount-wrapper" "$TREE/scripts/recordmcount"; then
+        log "make scripts, then scripts/recordmcount := kernel/recordmcount-wrapper"
+        mk -s scripts
+        if file "$TREE/scripts/recordmcount" | grep -q ELF; then
+            cp -p "$TREE/scripts/recordmcount" "$WORK/recordmcount-built-$E2E_ARCH"
+        fi
+        # newer than recordmcount.c and its .cmd unchanged: Kbuild will not rebuild it
+        cp "$HERE/recordmcount-wrapper" "$TREE/scripts/recordmcount"
+    fi
+}
+
+check_wrapper() {  # Kbuild must not have replaced the wrapper
+    cmp -s "$HERE/recordmcount-wrapper" "$TREE/scripts/recordmcount" ||
+        { echo "scripts/recordmcount is no longer the wrapper" >&2; exit 1; }
+}
+
+save_outputs() {  # $1: variant dir
+    cp "$TREE/vmlinux" "$TREE/vmlinux.o" "$TREE/System.map" "$1/"
+}
+
+hook_patch() {  # apply|revert the RECORDPATCH hook, idempotently
+    local p=$HERE/recordpatch-vmlinux-hook.patch
+    if [ "$1" = apply ]; then
+        patch -d "$TREE" -p1 -R --dry-run -s -f < "$p" >/dev/null 2>&1 || patch -d "$TREE" -p1 -s < "$p"
+    else
+        if patch -d "$TREE" -p1 -R --dry-run -s -f < "$p" >/dev/null 2>&1; then
+            patch -d "$TREE" -p1 -R -s < "$p"
+        fi
+    fi
+}
+
+# Put every corpus object back into the tree, unrecorded (newer than its sources and .cmd, so
+# Kbuild does not recompile it; the archives and the links are redone).
+restore_corpus() {
+    (cd "$CORPUS" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$TREE")
+}
+
+built_lines() {  # compile steps in a build log that are not part of every link
+    grep -E '^  (CC|AS)\b' "$1" | grep -v -E 'init/version-timestamp.o|\.vmlinux\.export\.o' || true
+}
+
+# --- ref: the one real build ----------------------------------------------------------------
+step_ref() {
+    local d=$OUT/ref
+    if [ -f "$d/vmlinux" ] && ! redo ref; then log "ref: reusing $d"; return; fi
+    mkdir -p "$d"
+    if [ -f "$TREE/vmlinux.o" ] || redo ref; then
+        log "ref: make clean (the corpus must see every object compiled)"
+        hook_patch revert
+        mk -s clean
+    fi
+    rm -rf "$CORPUS" "$d"/*; mkdir -p "$CORPUS"
+    REDO="$REDO B C controls quirks boot"   # everything downstream uses the new corpus
+    check_wrapper
+    log "ref: make vmlinux (log: $d/build.log)"
+    local t0=$SECONDS
+    E2E_CORPUS=$CORPUS E2E_ARGLOG=$d/args.log E2E_RECORD=$REF_TOOL mk vmlinux > "$d/build.log" 2>&1 ||
+        { tail -20 "$d/build.log"; exit 1; }
+    echo "$((SECONDS - t0))" > "$d/build.secs"
+    check_wrapper
+    save_outputs "$d"
+    log "ref: $(wc -l < "$d/args.log") objects recorded, $(find "$CORPUS" -name '*.o' | wc -l) in corpus, $(cat "$d/build.secs") s"
+}
+
+# --- B: recordpatch as the per-object drop-in -----------------------------------------------
+record_each() {  # one process per object, the way Kbuild runs it; $1 tool, args on stdin
+    local tool=$1 failed=$2
+    : > "$failed"
+    # shellcheck disable=SC2016
+    tr '\n' '\0' | xargs -0 -P "$JOBS" -n 1 sh -c '
+        out=$($0 $2 2>&1) || { rc=$?; printf "%s\trc=%s\t%s\n" "$2" "$rc" "$(echo "$out" | tr "\n" " ")" >> "$1"; }
+        [ -z "$out" ] || printf "%s: %s\n" "$2" "$out"
+    ' "$tool" "$failed"
+}
+
+step_B() {
+    local d=$OUT/B
+    if fresh B B; then log "B: reusing $d"; return; fi
+    rm -rf "$d"; mkdir -p "$d"
+    hook_patch revert
+    check_wrapper
+    log "B: restore corpus, run $SHIM on each object (args as Kbuild passed them)"
+    restore_corpus
+    local t0=$SECONDS
+    (cd "$TREE" && record_each "$SHIM" "$d/failed.txt" < "$OUT/ref/args.log" > "$d/record.log" 2>&1)
+    echo "$((SECONDS - t0))" > "$d/record.secs"
+    if [ -s "$d/failed.txt" ]; then
+        log "B: recordpatch FAILED on $(wc -l < "$d/failed.txt") objects (see $d/failed.txt, $FINDINGS)"
+        cut -f1 "$d/failed.txt" | sed 's/^-w //' | save_findings failed
+    fi
+    rm -rf "$RPREC"; mkdir -p "$RPREC"
+    objects | (cd "$TREE" && xargs cp --parents -t "$RPREC")
+    per_object_diff "$d"
+    log "B: make vmlinux (anything Kbuild records now goes through recordpatch's shim)"
+    t0=$SECONDS
+    E2E_ARGLOG=$d/args.log E2E_RECORD=$SHIM mk vmlinux > "$d/build.log" 2>&1 ||
+        { tail -20 "$d/build.log"; exit 1; }
+    echo "$((SECONDS - t0))" > "$d/build.secs"
+    built_lines "$d/build.log" > "$d/recompiled.txt"
+    check_wrapper
+    save_outputs "$d"; stamp B
+    log "B: done, recompiled: $(wc -l < "$d/recompiled.txt") files, record $(cat "$d/record.secs") s, make $(cat "$d/build.secs") s"
+}
+
+objects() { sed 's/^-w //' "$OUT/ref/args.log"; }
+
+save_findings() {  # $1 kind; object paths on stdin: keep the unrecorded input
+    local f
+    while read -r f; do
+        mkdir -p "$FINDINGS/$E2E_ARCH/$1/$(dirname "$f")"; cp "$CORPUS/$f" "$FINDINGS/$E2E_ARCH/$1/$f"
+    done
+}
+
+# Each object recorded by the reference (a scratch copy, one process per object, as Kbuild runs
+# it) vs by recordpatch (variant B): identical, padding-only (bytes outside every section and
+# header differ), or a different table.
+per_object_diff() {
+    local d=$1
+    log "B: per-object comparison with the reference (scratch copies in $REFREC)"
+    rm -rf "$REFREC"; mkdir -p "$REFREC"
+    (cd "$CORPUS" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$REFREC")
+    (cd "$REFREC" && tr '\n' '\0' < "$OUT/ref/args.log" | xargs -0 -P "$JOBS" -n 1 sh -c 'exec $0 $1' "$REF_TOOL") \
+        > "$d/refrec.log" 2>&1 || true
+    objects | xargs "$PY" "$HERE/mcount_table.py" objdiff "$REFREC" "$RPREC" > "$d/objdiff.txt"
+    log "B: per object: $(tail -1 "$d/objdiff.txt")"
+    grep -v -E '^summary|: padding-only:' "$d/objdiff.txt" | cut -d: -f1 > "$d/table-diff.txt" || true
+    save_findings table < "$d/table-diff.txt"
+    grep ': padding-only:' "$d/objdiff.txt" | cut -d: -f1 | save_findings padding || true
+}
+
+# --- C: the whole-kernel hook ---------------------------------------------------------------
+step_C() {
+    local d=$OUT/C
+    if fresh C C; then log "C: reusing $d"; return; fi
+    rm -rf "$d"; mkdir -p "$d"
+    check_wrapper
+    log "C: restore corpus (unrecorded), apply the hook patch, make vmlinux RECORDPATCH=..."
+    restore_corpus
+    hook_patch apply
+    trap 'hook_patch revert' EXIT
+    local t0=$SECONDS
+    # The hook command is timed; Kbuild runs it as `$(RECORDPATCH) vmlinux.o`.
+    E2E_ARGLOG=$d/args.log E2E_RECORD=$SHIM \
+        mk vmlinux RECORDPATCH="/usr/bin/time -f %e -a -o $d/hook.secs $RECORDPATCH" > "$d/build.log" 2>&1 ||
+        { tail -20 "$d/build.log"; exit 1; }
+    echo "$((SECONDS - t0))" > "$d/build.secs"
+    hook_patch revert
+    trap - EXIT
+    touch "$d/args.log"
+    built_lines "$d/build.log" > "$d/recompiled.txt"
+    check_wrapper
+    save_outputs "$d"; stamp C
+    log "C: done, per-object recordmcount calls: $(wc -l < "$d/args.log"), hook $(cat "$d/hook.secs") s, make $(cat "$d/build.secs") s"
+}
+
+# --- controls: relinks that explain the differences --------------------------------------------
+link_variant() {  # name via-vmlinux.o(0|1) objdir [objdir2 list2]: corpus + overlays, then make vmlinux
+    local name=$1 vmo=$2 dir=$3 dir2=${4:-} list2=${5:-} d=$OUT/$1
+    if fresh "$name" controls; then log "$name: reusing $d"; return; fi
+    rm -rf "$d"; mkdir -p "$d"
+    check_wrapper
+    restore_corpus
+    objects | (cd "$dir" && xargs cp --parents -t "$TREE")
+    if [ -n "$dir2" ] && [ -s "$list2" ]; then (cd "$dir2" && xargs cp --parents -t "$TREE") < "$list2"; fi
+    local t0=$SECONDS rc=0
+    if [ "$vmo" = 1 ]; then
+        hook_patch apply
+        E2E_ARGLOG=$d/args.log mk vmlinux RECORDPATCH=true > "$d/build.log" 2>&1 || rc=$?
+        hook_patch revert
+    else
+        E2E_ARGLOG=$d/args.log E2E_RECORD=$SHIM mk vmlinux > "$d/build.log" 2>&1 || rc=$?
+    fi
+    [ $rc = 0 ] || { tail -20 "$d/build.log"; exit 1; }
+    echo "$((SECONDS - t0))" > "$d/build.secs"
+    built_lines "$d/build.log" > "$d/recompiled.txt"
+    save_outputs "$d"; stamp "$name"
+    log "$name: linked in $(cat "$d/build.secs") s"
+}
+
+step_controls() {
+    link_variant B-refobj 0 "$RPREC" "$REFREC" "$OUT/B/table-diff.txt"
+    link_variant ref-vmo 1 "$REFREC"
+    link_variant B-vmo 1 "$RPREC"
+}
+
+# --- quirks: recordpatch asked to reproduce the reference's table exactly ---------------------
+step_quirks() {
+    local d=$OUT/B-quirks
+    if fresh B-quirks quirks; then log "B-quirks: reusing $d"; return; fi
+    log "B-quirks: record scratch copies with RECORDPATCH_REFERENCE_QUIRKS=1 (in $RPQREC)"
+    rm -rf "$RPQREC" "$d"; mkdir -p "$RPQREC"
+    (cd "$CORPUS" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$RPQREC")
+    (cd "$RPQREC" && RECORDPATCH_REFERENCE_QUIRKS=1 record_each "$SHIM" "$d.failed.txt" \
+        < "$OUT/ref/args.log" > "$d.record.log" 2>&1)
+    if [ -s "$d.failed.txt" ]; then
+        log "B-quirks: recordpatch FAILED on $(wc -l < "$d.failed.txt") objects (see $d/failed.txt)"
+        cut -f1 "$d.failed.txt" | sed 's/^-w //' | save_findings failed-quirks
+    fi
+    objects | xargs "$PY" "$HERE/mcount_table.py" objdiff "$REFREC" "$RPQREC" > "$d.objdiff.txt"
+    log "B-quirks: per object: $(tail -1 "$d.objdiff.txt")"
+    link_variant B-quirks 0 "$RPQREC"
+    for f in failed.txt record.log objdiff.txt; do mv "$d.$f" "$d/$f"; done
+}
+
+# --- compare, boot ----------------------------------------------------------------------------
+cmp_report() {  # json file, ref, others...
+    local j=$1; shift
+    "$PY" "$HERE/mcount_table.py" compare "$@" > "$j" || true
+    "$PY" - "$j" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+def line(t, extra=""):
+    print(f"  {t['path']}: {t['count']} entries, addr digest {t['addr_digest']}, sha256 {t['sha256'][:16]}{extra}")
+line(r["ref"])
+for o in r["others"]:
+    line(o, f"; same count {o['same_count']}, same addresses {o['same_addresses']}, same functions "
+            f"{o['same_functions']}, same table bytes {o['same_table_bytes']}, byte-identical {o['byte_identical']}")
+    if not o["same_functions"]:
+        print(f"      only in {o['path']}: {o['only_in_other']}; only in the first: {o['only_in_ref']}")
+    for s in o.get("section_diff", [])[:12]:
+        print("      ", s)
+EOF
+}
+
+step_compare() {
+    local v others=()
+    for v in B C B-refobj B-quirks; do [ -f "$OUT/$v/vmlinux" ] && others+=("$OUT/$v/vmlinux"); done
+    log "compare with ref: ftrace tables and whole files (-> $OUT/compare.json)"
+    cmp_report "$OUT/compare.json" "$OUT/ref/vmlinux" "${others[@]}"
+    if [ -f "$OUT/B-vmo/vmlinux" ] && [ -f "$OUT/C/vmlinux" ]; then
+        log "compare, all linked from vmlinux.o: B-vmo vs ref-vmo and C (-> $OUT/compare-vmo.json)"
+        cmp_report "$OUT/compare-vmo.json" "$OUT/B-vmo/vmlinux" "$OUT/ref-vmo/vmlinux" "$OUT/C/vmlinux"
+    fi
+    log "stripped reference vmlinux.o for benchmarks -> $WORK/vmlinux-$E2E_ARCH-notable.o"
+    ${CROSS_COMPILE}objcopy -R __mcount_loc -R .rel__mcount_loc -R .rela__mcount_loc \
+        "$OUT/ref/vmlinux.o" "$WORK/vmlinux-$E2E_ARCH-notable.o"
+}
+
+boot_one() {  # $1 variant dir
+    local d=$1 sha
+    sha=$(sha256sum "$d/vmlinux" | cut -c1-64)
+    if [ -f "$d/console.log" ] && [ "$(cat "$d/console.sha" 2>/dev/null)" = "$sha" ] && ! redo boot; then
+        log "boot: reusing $d/console.log"
+    else
+        log "boot: $QEMU -M malta $d/vmlinux (timeout $BOOT_TIMEOUT s)"
+        local t0=$SECONDS rc=0
+        # shellcheck disable=SC2086
+        timeout "$BOOT_TIMEOUT" $QEMU -M malta -m 256 -kernel "$d/vmlinux" -nographic -no-reboot \
+            -append "console=ttyS0 panic=1" < /dev/null > "$d/console.log" 2>&1 || rc=$?
+        echo "rc=$rc secs=$((SECONDS - t0))" > "$d/boot.txt"
+        echo "$sha" > "$d/console.sha"
+    fi
+    "$PY" "$HERE/console_summary.py" "$d/console.log" > "$d/selftest.txt"
+    log "boot: $(cat "$d/boot.txt"); $(grep -c PASSED "$d/selftest.txt" || true) PASSED lines"
+}
+
+step_boot() {
+    local v
+    for v in ref B C; do [ -f "$OUT/$v/vmlinux" ] && boot_one "$OUT/$v"; done
+    for v in B C; do
+        [ -f "$OUT/$v/selftest.txt" ] || continue
+        if diff -q "$OUT/ref/selftest.txt" "$OUT/$v/selftest.txt" >/dev/null; then
+            log "boot: $v self-test lines identical to ref"
+        else
+            log "boot: $v self-test lines DIFFER from ref:"; diff "$OUT/ref/selftest.txt" "$OUT/$v/selftest.txt" || true
+        fi
+    done
+}
+
+mkdir -p "$WORK" "$OUT"
+setup_tree
+want ref && step_ref
+want B && step_B
+want C && step_C
+want controls && step_controls
+want quirks && step_quirks
+want compare && step_compare
+if want boot && [ "$BOOT" = 1 ]; then step_boot; fi
+log "done; results in $OUT"

@@ -1,0 +1,33 @@
+# Build a Linux kernel (6.1-era Kbuild, MIPS) with recordpatch instead of scripts/recordmcount.
+# Copy or call as is:
+#
+#   make -f kernel/recordpatch.mk KDIR=/path/to/linux ARCH=mips CROSS_COMPILE=mipsel-linux-gnu- dropin
+#   make -f kernel/recordpatch.mk KDIR=/path/to/linux ARCH=mips CROSS_COMPILE=mips64-linux-gnuabi64- hook
+#
+# dropin: recordpatch replaces $(KDIR)/scripts/recordmcount; Kbuild runs it once per -pg object.
+# hook:   applies kernel/recordpatch-vmlinux-hook.patch (once) and builds with RECORDPATCH set:
+#         built-in objects stay unrecorded, `recordpatch vmlinux.o` records the whole kernel once,
+#         and vmlinux is linked from vmlinux.o. Module objects are still recorded one by one.
+# Switching a tree between the two modes needs `make clean` (objects keep what they were built with).
+# KBUILD_TARGETS defaults to vmlinux; add modules etc. as needed.
+
+RECORDPATCH_HOME ?= $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
+PYTHON           ?= $(if $(wildcard $(RECORDPATCH_HOME)/.venv/bin/python),$(RECORDPATCH_HOME)/.venv/bin/python,python3)
+RECORDPATCH      ?= env PYTHONPATH=$(RECORDPATCH_HOME) $(PYTHON) -m recordpatch
+KBUILD_TARGETS   ?= vmlinux
+JOBS             ?= $(shell nproc)
+KDIR             ?= $(error set KDIR to the kernel tree)
+KMAKE             = $(MAKE) -C $(KDIR) -j$(JOBS) ARCH=$(ARCH) CROSS_COMPILE=$(CROSS_COMPILE)
+
+.PHONY: dropin hook
+dropin:
+	$(KMAKE) scripts
+	@# a fresh file (newer than recordmcount.c, so Kbuild does not rebuild it over ours)
+	printf '#!/bin/sh\nexec %s "$$@"\n' '$(RECORDPATCH_HOME)/scripts/recordmcount' > $(KDIR)/scripts/recordmcount
+	chmod +x $(KDIR)/scripts/recordmcount
+	$(KMAKE) $(KBUILD_TARGETS)
+
+hook:
+	patch -d $(KDIR) -p1 -R --dry-run -s -f < $(RECORDPATCH_HOME)/kernel/recordpatch-vmlinux-hook.patch \
+		>/dev/null 2>&1 || patch -d $(KDIR) -p1 < $(RECORDPATCH_HOME)/kernel/recordpatch-vmlinux-hook.patch
+	$(KMAKE) $(KBUILD_TARGETS) RECORDPATCH='$(RECORDPATCH)'
