@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import lzma
 import shutil
 import struct
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, cross, run_ours
+from conftest import FIXTURES, ROOT, cross, run_ours
 
 from recordpatch.elf.reader import ElfFile
 
@@ -360,3 +362,56 @@ def test_module_site_states():
     assert state(0) == "b 1f (disabled)"
     struct.pack_into("<IIII", text, 0, 0x3C030000, 0x24630000, 0x03E00825, 0x8C830000)
     assert state(0) == ""                                     # lui/addiu v1 without jalr v1
+
+
+def _run_on_pty(args: list[str]) -> tuple[int, str]:
+    """Run with stdout and stderr on a pseudo-terminal, as a person at a terminal would."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    env = dict(os.environ, COLUMNS="160", TERM="xterm")
+    p = subprocess.Popen([sys.executable, "-m", "recordpatch", *args], stdout=slave,
+                         stderr=slave, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        r, _, _ = select.select([master], [], [], 120)
+        if not r:
+            p.kill()
+            break
+        try:
+            b = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not b:
+            break
+        chunks.append(b)
+    os.close(master)
+    return p.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_tree_audit_progress_bar_on_terminal_plain_in_ci(tmp_path):
+    """A tree of a few hundred objects (the committed fixtures, twice): a progress bar and
+    the rich table on a terminal; no bar and one plain line per file otherwise."""
+    pytest.importorskip("rich")
+    objs = [p for p in FIXTURES.rglob("*") if p.suffix in (".o", ".ko") and p.is_file()
+            and p.parent.name != "manysec"]
+    for copy in ("a", "b"):
+        for p in objs:
+            dst = tmp_path / copy / p.relative_to(FIXTURES)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, dst)
+    tree = str(tmp_path)
+    n = 2 * len(objs)
+    assert n >= 300
+    code, out = _run_on_pty(["audit", tree])
+    assert code in (0, 1)
+    assert re.search(rf"\r\[#+\.*\] \d+/{n}", out) or f"/{n}" in out, out[-2000:]
+    assert f"{n}/{n}" in out
+    assert "recordpatch audit" in out and "┃" in out  # rich's table
+    assert "audited " in out and "Traceback" not in out
+    r = subprocess.run([sys.executable, "-m", "recordpatch", "audit", tree], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == code
+    assert "\r[" not in r.stderr and "┃" not in r.stdout
+    assert len([x for x in r.stdout.splitlines() if x.startswith(tree)]) >= n
