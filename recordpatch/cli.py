@@ -53,14 +53,14 @@ def build_parser(prog: str = "recordpatch"):
                        description="Find the -pg call sites of each relocatable FILE (.o, vmlinux.o, "
                        ".ko) and append __mcount_loc and its relocation section in place.")
     add_record_args(r)
-    _add_issue3_commands(sub)
-    _add_issue4_commands(sub)
+    _add_check_and_probe_commands(sub)
+    _add_verify_command(sub)
     _add_patch_command(sub)
     _add_audit_command(sub)
     return p
 
 
-# ---- issue 3 section 3: audit of built kernels (logic in passes/audit.py) ----
+# ---- audit of built kernels (logic in passes/audit.py) ----
 def _add_audit_command(sub) -> None:
     a = sub.add_parser("audit", help="check the ftrace tables of built objects, modules and "
                        "kernels (read-only)",
@@ -74,8 +74,8 @@ def _add_audit_command(sub) -> None:
     a.add_argument("paths", nargs="+", metavar="PATH")
 
 
-# ---- issue 4: assembler backend commands (logic in passes/transitions.py) ----
-def _add_issue4_commands(sub) -> None:
+# ---- verify --transitions (logic in passes/transitions.py) ----
+def _add_verify_command(sub) -> None:
     """`verify --transitions`: write plans between call-site states, derived from the encodings."""
     v = sub.add_parser("verify", help="prove which single-word write orders switch ftrace "
                        "call-site states safely",
@@ -97,7 +97,7 @@ def _add_issue4_commands(sub) -> None:
     v.add_argument("--json", action="store_true", help="print the analysis as JSON on stdout")
 
 
-# ---- issue 4 part 2: `patch` (logic in passes/patch.py) ----
+# ---- patch (logic in passes/patch.py) ----
 def _add_patch_command(sub) -> None:
     """`patch IN -o OUT --state STATE`: rewrite ftrace call sites into a state."""
     p = sub.add_parser("patch", help="rewrite the ftrace call sites of a MIPS image into a state",
@@ -122,7 +122,7 @@ def _add_patch_command(sub) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="list each site's new words")
 
 
-def _add_issue3_commands(sub) -> None:
+def _add_check_and_probe_commands(sub) -> None:
     """`check` (trampoline alignment) and `probe-cc` (compiler probe for patchable entries)."""
     import argparse
     c = sub.add_parser("check", help="check the ftrace trampoline's alignment",
