@@ -131,8 +131,7 @@ def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, qui
     try:
         data, st = read_input(path, None if dry_run else held)
         elf = ElfFile(data)
-        if (table or repair or b"__patchable_function_entries" in data) and any(
-                s.name == "__patchable_function_entries" for s in elf.sections):
+        if elf.section_by_name("__patchable_function_entries") is not None:
             return _record_patchable(path, data, st, elf, dry_run, warn_ignored, quirks,
                                      describe, nops, table, repair, backup)
         p = record.plan(elf, warn_ignored, quirks)

@@ -44,10 +44,6 @@ def is_mcounted_name(name: str) -> bool:
     return name.startswith(".text") or name in MCOUNTED_NAMES
 
 
-class _Hit(namedtuple("_Hit", "offset type")):
-    __slots__ = ()
-
-
 class Site(namedtuple("Site", "section section_name offset kind")):
     __slots__ = ()
     # section: index of the text section
@@ -105,6 +101,21 @@ def _base_symbols(elf: ElfFile, wanted: set[int]) -> dict[int, tuple[int, int]]:
     return found
 
 
+def _code_relocation_sections(elf: ElfFile):
+    """(relocation section, the SHT_PROGBITS + SHF_EXECINSTR section it applies to), in
+    section-header order: the walk recordmcount makes, shared by both passes below."""
+    secs = elf.sections
+    n = len(secs)
+    for rs in secs:
+        if rs.type != C.SHT_REL and rs.type != C.SHT_RELA:
+            continue
+        if not 0 < rs.info < n:
+            continue
+        tgt = secs[rs.info]
+        if tgt.type == C.SHT_PROGBITS and tgt.flags & C.SHF_EXECINSTR:
+            yield rs, tgt
+
+
 def find_sites(elf: ElfFile, warn_ignored: bool = False):
     """(sites, ignored sites, rela flavour, symtab index, diagnostics) of an object."""
     diags: list[Diagnostic] = []
@@ -118,16 +129,7 @@ def find_sites(elf: ElfFile, warn_ignored: bool = False):
     unpack = struct.Struct(elf.endian + "I").unpack_from
     move_at_ra, R26, KIND_JAL, OP_JAL = (mips.MOVE_AT_RA_WORDS, mips.R_MIPS_26, mips.KIND_JAL,
                                          mips.OP_JAL)
-    secs = elf.sections
-    n = len(secs)
-    for rs in secs:
-        if rs.type != C.SHT_REL and rs.type != C.SHT_RELA:
-            continue
-        if not 0 < rs.info < n:
-            continue
-        tgt = secs[rs.info]
-        if tgt.type != C.SHT_PROGBITS or not tgt.flags & C.SHF_EXECINSTR:
-            continue
+    for rs, tgt in _code_relocation_sections(elf):
         counted = is_mcounted_name(tgt.name)
         if counted:
             rela = rs.type == C.SHT_RELA
@@ -153,15 +155,14 @@ def find_sites(elf: ElfFile, warn_ignored: bool = False):
                          or unpack(text, off - 8)[0] in move_at_ra)):
                 out.append(Site(index, name, off, KIND_JAL))
                 continue
-            r = _Hit(off, typ)
-            if r.offset + 4 > tgt.size:
+            if off + 4 > size:
                 raise RecordpatchError(
-                    f"relocation in {rs.name} at offset {r.offset:#x} points outside "
-                    f"{tgt.name} (size {tgt.size:#x})")
-            if r.type == mips.R_MIPS_LO16 and r.offset in paired:
+                    f"relocation in {rs.name} at offset {off:#x} points outside "
+                    f"{name} (size {size:#x})")
+            if typ == mips.R_MIPS_LO16 and off in paired:
                 continue
-            v = mips.classify(word, r.offset, r.type, lo16)
-            where = f"{tgt.name}+{r.offset:#x}"
+            v = mips.classify(word, off, typ, lo16)
+            where = f"{name}+{off:#x}"
             if not v.site:
                 diags.append(Diagnostic(NOTE, f"not a call, not recorded: {v.reason}", where))
                 continue
@@ -169,13 +170,13 @@ def find_sites(elf: ElfFile, warn_ignored: bool = False):
                 paired.add(v.pair)
             if v.reason:
                 diags.append(Diagnostic(WARNING, v.reason, where))
-            site = Site(tgt.index, tgt.name, r.offset, v.kind)
+            site = Site(index, name, off, v.kind)
             if counted:
                 sites.append(site)
             else:
                 ignored.append(site)
                 if warn_ignored:
-                    diags.append(Diagnostic(WARNING, f"section {tgt.name} has mcount callers "
+                    diags.append(Diagnostic(WARNING, f"section {name} has mcount callers "
                                             "that ftrace ignores", where))
     return sites, ignored, rela, diags
 
@@ -195,15 +196,9 @@ def reference_drops(elf: ElfFile) -> list[tuple[int, int]]:
     msyms = symtab.indexes_named(MCOUNT)
     if not msyms:
         return []
-    secs, n = elf.sections, len(elf.sections)
     out, prev = [], None
-    for rs in secs:
-        if (rs.type not in (C.SHT_REL, C.SHT_RELA) or not 0 < rs.info < n
-                or rs.link != symtab.section.index):
-            continue
-        tgt = secs[rs.info]
-        if (tgt.type != C.SHT_PROGBITS or not tgt.flags & C.SHF_EXECINSTR
-                or not is_mcounted_name(tgt.name)):
+    for rs, tgt in _code_relocation_sections(elf):
+        if rs.link != symtab.section.index or not is_mcounted_name(tgt.name):
             continue
         for off, _ in elf.reloc_offsets_types_against(rs, msyms):
             if prev is not None and off - prev == 4:
