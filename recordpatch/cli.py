@@ -35,7 +35,8 @@ def _quick_record_args(argv: list[str]):
     if not files or any(a.startswith("-") for a in files):
         return None
     return SimpleNamespace(command="record", warn=len(files) != len(argv), jobs=1,
-                           dry_run=False, json=False, files=files, quirks=_quirks_from_env())
+                           dry_run=False, json=False, files=files, quirks=_quirks_from_env(),
+                           nops=None, table=None, repair=False, backup=None)
 
 
 def _quirks_from_env() -> bool:
@@ -221,9 +222,8 @@ def run_record(ns) -> int:
         print("recordpatch: error: -j needs a positive number", file=sys.stderr)
         return EXIT_USAGE
     describe = ns.dry_run or ns.json
-    extra = (getattr(ns, "nops", None), getattr(ns, "table", None), getattr(ns, "repair", False),
-             getattr(ns, "backup", None))
-    tasks = [(f, ns.dry_run, ns.warn, describe, ns.quirks) + extra for f in ns.files]
+    tasks = [(f, ns.dry_run, ns.warn, describe, ns.quirks, ns.nops, ns.table, ns.repair, ns.backup)
+             for f in ns.files]
     if ns.jobs > 1 and len(tasks) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=min(ns.jobs, len(tasks))) as ex:
