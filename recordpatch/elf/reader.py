@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import struct
 from collections import namedtuple
+from operator import itemgetter
 
 from ..errors import ElfError
 from . import consts as C
 from .relocs import Reloc, RelocLayout
 
 
-class Section(namedtuple("Section", "index name type flags addr offset size link info addralign entsize name_offset")):
-    """A section header (gABI figure 4-8) plus its index and resolved name."""
+class Section(namedtuple("Section", "index name name_offset type flags addr offset size link info addralign entsize")):
+    """A section header (gABI figure 4-8: sh_name ... sh_entsize, in file order) after
+    its index and resolved name."""
     __slots__ = ()
 
 
@@ -95,14 +97,20 @@ class ElfFile:
         self._shdr_struct = struct.Struct(self.endian + _SHDR[self.bits])
         self._sym_struct = struct.Struct(self.endian + _SYM[self.bits])
         self.e_shnum, self.e_shstrndx = e_shnum, e_shstrndx
-        self.sections: list[Section] = []
+        self.shnum = 0
         self.shstrndx = 0
+        self._raw: list[tuple] = []      # section headers as unpacked tuples
+        self._shstr = b""                # the section-name table's bytes
+        self._sections: list[Section] | None = None
         self._symtab = None
         self._layouts: dict[bool, RelocLayout] = {}
         self._parse_sections(e_shnum, e_shstrndx)
 
     # ------------------------------------------------------------------ headers
     def _parse_sections(self, e_shnum: int, e_shstrndx: int) -> None:
+        """Unpack and validate the section header table. :class:`Section` objects are
+        built on first use (:attr:`sections`, :meth:`section`): a vmlinux.o has ~15k
+        headers and recording looks at a few dozen of them."""
         data, shoff = self.data, self.shoff
         if shoff == 0:
             if e_shnum:
@@ -128,8 +136,7 @@ class ElfFile:
         if shstrndx >= shnum:
             raise ElfError(f"section name table index {shstrndx} out of range "
                            f"({shnum} sections)")
-        table = data[shoff:shoff + shnum * shsize]
-        raw = list(self._shdr_struct.iter_unpack(table))
+        raw = list(self._shdr_struct.iter_unpack(memoryview(data)[shoff:shoff + shnum * shsize]))
         size = len(data)
         ehsize, tab_end = EHDR_SIZE[self.bits], shoff + shnum * shsize
         for i, h in enumerate(raw):
@@ -152,17 +159,37 @@ class ElfFile:
             raise ElfError(f"section name table (section {shstrndx}) has type {sh[1]}, "
                            "not SHT_STRTAB")
         strtab = data[sh[4]:sh[4] + sh[5]] if sh[1] != C.SHT_NOBITS else b""
-        names = self._name_map(strtab)
         self.shnum, self.shstrndx = shnum, shstrndx
+        self._raw, self._shstr = raw, strtab
+        # Every name must be readable now, not when (or if) its section is first looked
+        # at. With a NUL-terminated table an in-range offset always is; otherwise check
+        # each name the slow way, which raises on the first bad one.
+        top = max(map(itemgetter(0), raw))
+        if strtab[-1:] != b"\0" or top >= len(strtab):
+            if top or strtab:
+                self._build_sections()
+
+    def _name(self, i: int, n: int) -> str:
+        return _cstr(self._shstr, n, f"section {i}") if n or self._shstr else ""
+
+    def _build_sections(self) -> list[Section]:
+        names = self._name_map(self._shstr)
         secs = []
         append = secs.append
-        for i, h in enumerate(raw):
-            n = h[0]
-            name = names.get(n)
+        new = tuple.__new__
+        for i, h in enumerate(self._raw):
+            name = names.get(h[0])
             if name is None:
-                name = _cstr(strtab, n, f"section {i}") if n or strtab else ""
-            append(Section(i, name, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], n))
-        self.sections = secs
+                name = self._name(i, h[0])
+            append(new(Section, (i, name) + h))
+        self._sections = secs
+        return secs
+
+    @property
+    def sections(self) -> list[Section]:
+        """Every section header, index order (built on first use)."""
+        secs = self._sections
+        return secs if secs is not None else self._build_sections()
 
     @staticmethod
     def _name_map(strtab: bytes) -> dict[int, str]:
@@ -189,16 +216,40 @@ class ElfFile:
             return b""
         return self.data[sec.offset:sec.offset + sec.size]
 
+    def section_view(self, sec: Section) -> memoryview:
+        """The section's bytes without a copy (a vmlinux.o's .text is ~8 MB)."""
+        if sec.type == C.SHT_NOBITS:
+            return memoryview(b"")
+        return memoryview(self.data)[sec.offset:sec.offset + sec.size]
+
     def section_by_name(self, name: str) -> Section | None:
-        for s in self.sections:
-            if s.name == name:
-                return s
+        """The first section called ``name``, found in the name table's bytes: the
+        names of the other sections are never decoded."""
+        want = name.encode() + b"\0"
+        strtab = self._shstr
+        offs = set()
+        pos = strtab.find(want)
+        while pos >= 0:   # binutils may store a name as the tail of a longer one
+            offs.add(pos)
+            pos = strtab.find(want, pos + 1)
+        if not offs:
+            return None
+        for i, h in enumerate(self._raw):
+            if h[0] in offs:
+                return self.section(i)
         return None
 
     def section(self, index: int, what: str = "section") -> Section:
-        if not 0 <= index < len(self.sections):
-            raise ElfError(f"{what} index {index} out of range ({len(self.sections)} sections)")
-        return self.sections[index]
+        if not 0 <= index < self.shnum:
+            raise ElfError(f"{what} index {index} out of range ({self.shnum} sections)")
+        if self._sections is not None:
+            return self._sections[index]
+        h = self._raw[index]
+        return tuple.__new__(Section, (index, self._name(index, h[0])) + h)
+
+    def indexes_of_type(self, *types: int) -> list[int]:
+        """Indexes of the sections whose sh_type is one of ``types``, in order."""
+        return [i for i, h in enumerate(self._raw) if h[1] in types]
 
     # ------------------------------------------------------------------ relocations
     def reloc_layout(self, rela: bool) -> RelocLayout:
@@ -216,7 +267,7 @@ class ElfFile:
         if sec.size % lay.entsize:
             raise ElfError(f"section {sec.name}: size {sec.size} is not a multiple of "
                            f"entry size {lay.entsize}")
-        return lay, self.section_data(sec)
+        return lay, self.section_view(sec)
 
     def relocations(self, sec: Section) -> list[Reloc]:
         lay, data = self._reloc_section(sec)
@@ -238,19 +289,20 @@ class ElfFile:
         ent = lay.entsize
         return [(k, lay.decode_at(data, k * ent)) for k in hits]
 
-    def reloc_offsets_types_against(self, sec: Section, syms) -> list[tuple[int, int]]:
-        """(r_offset, r_type) of the entries whose symbol is in ``syms``, in table order:
-        the cheap form of :meth:`relocations_against` for the recording loop."""
-        lay, data, hits = self._entries_against(sec, syms)
-        return lay.offsets_types(data, hits)
+    def reloc_offsets_types_against(self, sec: Section, syms) -> tuple[list[int], list[int]]:
+        """(r_offsets, r_types) of the entries whose symbol is in ``syms``, in table
+        order, as two lists: the cheap form of :meth:`relocations_against` for the
+        recording loop."""
+        lay, data = self._reloc_section(sec)
+        return lay.offsets_types_against(data, syms)
 
     # ------------------------------------------------------------------ symbols
     @property
     def symtab(self) -> "SymbolTable | None":
         if self._symtab is None:
-            for s in self.sections:
-                if s.type == C.SHT_SYMTAB:
-                    self._symtab = SymbolTable(self, s)
+            for i, h in enumerate(self._raw):
+                if h[1] == C.SHT_SYMTAB:
+                    self._symtab = SymbolTable(self, self.section(i))
                     break
         return self._symtab
 
@@ -269,8 +321,9 @@ class SymbolTable:
         strsec = elf.section(sec.link, f"{sec.name} string table")
         self.strtab = elf.section_data(strsec)
         self.shndx_table = None
-        for s in elf.sections:
-            if s.type == C.SHT_SYMTAB_SHNDX and s.link == sec.index:
+        for i in elf.indexes_of_type(C.SHT_SYMTAB_SHNDX):
+            s = elf.section(i)
+            if s.link == sec.index:
                 tab = elf.section_data(s)
                 if len(tab) < 4 * self.count:
                     raise ElfError(f"{s.name}: {len(tab) // 4} entries for {self.count} symbols")
@@ -346,15 +399,18 @@ class SymbolTable:
         while pos >= 0:
             offs.append(pos)
             pos = self.strtab.find(want, pos + 1)
+        # st_name is the first word of an entry in either class: gather that column and
+        # search it for each candidate offset (C-level scans; a vmlinux.o has ~94k symbols)
+        col = memoryview(self.data)[:self.count * self.entsize].cast("I")[::self.entsize // 4]
+        names = col.tobytes()
         order = "little" if self.elf.endian == "<" else "big"
         out = []
-        data, ent, limit = self.data, self.entsize, self.count * self.entsize
         for off in offs:
             pat = off.to_bytes(4, order)
-            p = data.find(pat)
-            while 0 <= p < limit:
-                if p % ent == 0:
-                    out.append(p // ent)
-                p = data.find(pat, p + 1)
+            p = names.find(pat)
+            while p >= 0:
+                if not p & 3:
+                    out.append(p >> 2)
+                p = names.find(pat, p + 1)
         out.sort()
         return out

@@ -11,7 +11,15 @@ that order whatever the endianness. Decoding n64 r_info as a plain 64-bit word
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from collections import namedtuple
+from itertools import accumulate, chain, repeat
+from operator import add, and_, itemgetter, mod, rshift
+
+
+_HOST = "<" if sys.byteorder == "little" else ">"
+_ORDER = sys.byteorder
 
 
 class Reloc(namedtuple("Reloc", "offset sym type addend type2 type3 ssym", defaults=(None, 0, 0, 0,))):
@@ -58,43 +66,126 @@ class RelocLayout:
         make = self._make
         return [make(t) for t in self._struct.iter_unpack(data)]
 
-    def offsets_types(self, data, indexes) -> list[tuple[int, int]]:
-        """(r_offset, r_type) of the given entries, without building Reloc tuples
-        (for n64, the first of the three types: the one a call relocation uses)."""
-        u, ent = self._struct.unpack_from, self.entsize
-        rows = [u(data, k * ent) for k in indexes]
+    def _words(self, data, code: str) -> array:
+        """The section as an array of native integers (``code`` 'I' or 'Q')."""
+        w = array(code)
+        w.frombytes(data)
+        if self.endian != _HOST:
+            w.byteswap()
+        return w
+
+    def _sym_column(self, data) -> tuple[array, int]:
+        """One 32-bit word per entry holding r_sym, and the shift that extracts it:
+        Elf32 r_info (sym << 8 | type), n64 r_sym itself, Elf64 r_info's high word."""
+        w = self._words(data, "I")
+        stride = self.entsize // 4
         if not self.is64:
-            return [(t[0], t[1] & 0xFF) for t in rows]
+            return w[1::stride], 8
         if self.mips64:
-            return [(t[0], t[5]) for t in rows]
-        return [(t[0], t[1] & 0xFFFFFFFF) for t in rows]
+            return w[2::stride], 0
+        return w[(3 if self.endian == "<" else 2)::stride], 0
+
+    def offsets_types(self, data, indexes) -> tuple[list[int], list[int]]:
+        """(r_offsets, r_types) of the given entries, as two lists (for n64, the
+        first of the three types: the one a call relocation uses)."""
+        if not indexes:
+            return [], []
+        if not self.is64:
+            w = self._words(data, "I")
+            stride = self.entsize // 4
+            offs = w[0::stride]
+            infos = w[1::stride]
+            return (list(map(offs.__getitem__, indexes)),
+                    list(map(and_, map(infos.__getitem__, indexes), repeat(0xFF))))
+        offs = self._words(data, "Q")[0::self.entsize // 8]
+        offsets = list(map(offs.__getitem__, indexes))
+        if self.mips64:   # r_type is the entry's 16th byte in either byte order
+            return offsets, list(map(data[15::self.entsize].__getitem__, indexes))
+        infos = self._words(data, "Q")[1::self.entsize // 8]
+        return offsets, list(map(and_, map(infos.__getitem__, indexes), repeat(0xFFFFFFFF)))
+
+    def offsets_types_against(self, data, syms) -> tuple[list[int], list[int]]:
+        """(r_offsets, r_types) of the entries whose r_sym is in ``syms``, in table order.
+
+        One symbol (the recording case) in an Elf32 or n64 table goes through
+        :meth:`_split_hits`; anything else, or a table where that shortcut cannot be
+        exact, through :meth:`find_sym` and :meth:`offsets_types`.
+        """
+        if len(syms) == 1 and (not self.is64 or self.mips64):
+            got = self._split_hits(data, syms[0])
+            if got is not None:
+                return got
+        hits: list[int] = []
+        for sym in syms:
+            hits.extend(self.find_sym(data, sym))
+        if len(syms) > 1:
+            hits.sort()
+        return self.offsets_types(data, hits)
+
+    def _split_hits(self, data, sym: int):
+        """The table's bytes split on the encoded r_sym: the piece before each hit ends
+        with that entry's r_offset (and, in Elf32 LE, its r_type); the piece after
+        starts with the rest of r_info. All C-level passes, no per-entry Python.
+
+        Exact only if every occurrence sits on an r_sym field (pieces of the right
+        lengths modulo the entry size); an occurrence straddling fields (a byte
+        pattern inside an r_offset, say) gives None and the caller takes the slow path.
+        """
+        if sym < 0 or sym >= 1 << (8 * self.sym_width):
+            return [], []
+        order = "little" if self.endian == "<" else "big"
+        pat = sym.to_bytes(self.sym_width, order)
+        ent, field, width = self.entsize, self.sym_field, len(pat)
+        parts = bytes(data).split(pat)
+        if len(parts) == 1:
+            return [], []
+        if len(parts[0]) % ent != field or \
+                not set(map(mod, map(len, parts[1:-1]), repeat(ent))) <= {ent - width}:
+            return None
+        head = parts[:-1]                    # each ends with bytes [0, field) of its entry
+        osize = 8 if self.is64 else 4
+        tail = itemgetter(slice(-field, osize - field or None))
+        offs = array("Q" if self.is64 else "I")
+        offs.frombytes(b"".join(map(tail, head)))
+        if self.endian != _HOST:
+            offs.byteswap()
+        # r_type: Elf32 LE byte 4 (before r_sym), Elf32 BE byte 7 and n64 byte 15 (after)
+        at = 7 if not self.is64 else 15
+        if not self.is64 and self.endian == "<":
+            types = list(map(itemgetter(4 - field), head))
+        else:
+            types = list(map(itemgetter(at - field - width), parts[1:]))
+        return offs.tolist(), types
 
     def decode_at(self, data, pos: int) -> Reloc:
         return self._make(self._struct.unpack_from(data, pos))
 
     def find_sym(self, data, sym: int) -> list[int]:
-        """Entry indexes whose r_sym is ``sym``, found by a bytes-level scan.
+        """Entry indexes whose r_sym is ``sym``, in table order.
 
-        Large objects (a vmlinux.o has ~440k relocations) make a per-entry Python
-        loop the dominant cost; searching the encoded symbol index costs one C
-        scan plus one step per hit. Hits not on the r_sym field are discarded.
+        Large objects (a vmlinux.o has ~440k relocations) make any per-entry Python
+        loop the dominant cost. The r_sym words are gathered into one array (C), its
+        bytes split on the encoded index (C) and the hits' positions summed from the
+        pieces' lengths (C); only when a hit straddles two words (never seen in a
+        real object, but possible) does a per-entry loop decide.
         """
-        order = "little" if self.endian == "<" else "big"
-        if sym >= 1 << (8 * self.sym_width):
+        if sym < 0 or sym >= 1 << (8 * self.sym_width):
             return []
-        pat = sym.to_bytes(self.sym_width, order)
-        field, ent = self.sym_field, self.entsize
-        out = []
-        find = data.find
-        pos = find(pat, field)
-        while pos >= 0:
-            rel = pos - field
-            if rel % ent == 0:
-                out.append(rel // ent)
-                pos = find(pat, pos + ent)
-            else:
-                pos = find(pat, pos + 1)
-        return out
+        col, shift = self._sym_column(data)
+        raw = col.tobytes()
+        if shift:   # the 24-bit r_sym: the high three bytes of a native 32-bit word
+            pat, where = sym.to_bytes(3, _ORDER), (1 if _HOST == "<" else 0)
+        else:
+            pat, where = sym.to_bytes(4, _ORDER), 0
+        parts = raw.split(pat)
+        if len(parts) == 1:
+            return []
+        # occurrence j starts at len(parts[0]) + ... + len(parts[j]) + j * len(pat)
+        starts = list(accumulate(map(add, map(len, parts[:-1]),
+                                     chain((0,), repeat(len(pat))))))
+        if set(map(and_, starts, repeat(3))) == {where}:
+            return list(map(rshift, starts, repeat(2)))
+        return [k for k, v in enumerate(col) if v >> shift == sym]
 
     # -- encoding ---------------------------------------------------------
     def encode_many(self, offsets, syms, rtype: int, addends=None) -> bytes:
@@ -112,8 +203,7 @@ class RelocLayout:
         else:
             infos = [(sym << 32) | rtype for sym in syms]
             cols = (offsets, infos, addends) if self.rela else (offsets, infos)
-        flat = [v for row in zip(*cols) for v in row]
-        return struct.pack(self.endian + self.fmt[1:] * n, *flat)
+        return struct.pack(self.endian + self.fmt[1:] * n, *chain.from_iterable(zip(*cols)))
 
     def encode(self, offset: int, sym: int, rtype: int, addend: int = 0) -> bytes:
         """One entry; n64 entries carry ``rtype`` as r_type with r_type2/3 = R_MIPS_NONE."""

@@ -137,7 +137,7 @@ def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, qui
         p = record.plan(elf, warn_ignored, quirks)
         if p.already:
             status = "already"
-        elif not p.entries:
+        elif not p.count:
             status = "no-sites"
         elif dry_run:
             status = "dry-run"
@@ -145,10 +145,10 @@ def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, qui
             status = "recorded"
         info = {"path": path, "status": status, "abi": p.abi.name,
                 "endian": "little" if elf.endian == "<" else "big",
-                "reloc": "RELA" if p.rela else "REL", "sites": len(p.entries),
+                "reloc": "RELA" if p.rela else "REL", "sites": p.count,
                 "ignored": len(p.ignored)}
         if describe:
-            info["entries"] = site_details(elf, p)
+            info["entries"] = site_details(elf, p.entries)
         if status == "recorded":
             commit(path, append_sections(elf, p.new_sections), st, data, backup)
         return FileResult(path, status, p.diagnostics, info)
@@ -161,14 +161,14 @@ def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, qui
             os.close(fd)
 
 
-def site_details(elf, p) -> list[dict]:
+def site_details(elf, entries) -> list[dict]:
     """Per entry: section, offset, kind, enclosing function, base symbol and addend."""
     from bisect import bisect_right
 
     from ..elf import consts as C
     syms = elf.symtab
     funcs: dict[int, list[tuple[int, int]]] = {}
-    wanted = {e.site.section for e in p.entries}
+    wanted = {e.site.section for e in entries}
     if syms is not None:
         for i, value, info, shndx in syms.iter_raw():
             if shndx in wanted and info & 0xF == C.STT_FUNC:
@@ -178,7 +178,7 @@ def site_details(elf, p) -> list[dict]:
         lst.sort()
         starts[sec] = [v for v, _ in lst]
     out = []
-    for e in p.entries:
+    for e in entries:
         fn = ""
         k = bisect_right(starts.get(e.site.section, ()), e.site.offset) - 1
         if k >= 0:
@@ -224,7 +224,7 @@ def _record_patchable(path, data, st, elf, dry_run, warn_ignored, quirks, descri
                                    f"not usable pads ({names}){hint}; no table written")
         entries = sorted(entries + pads, key=lambda e: (e.site.section, e.site.offset))
         if entries:
-            rela = p.rela if p.entries else (pp.rela or elf.bits == 64)
+            rela = p.rela if p.count else (pp.rela or elf.bits == 64)
             new_sections = record.build_table(elf, p.abi, rela, entries)
     else:
         new_sections = p.new_sections if entries else []
@@ -239,11 +239,11 @@ def _record_patchable(path, data, st, elf, dry_run, warn_ignored, quirks, descri
         status = "recorded" if new_sections else "repaired"
     info = {"path": path, "status": status, "abi": p.abi.name,
             "endian": "little" if elf.endian == "<" else "big",
-            "reloc": "RELA" if (p.rela if p.entries else pp.rela) else "REL",
+            "reloc": "RELA" if (p.rela if p.count else pp.rela) else "REL",
             "sites": len(entries), "ignored": len(p.ignored), "repaired": repaired,
             "patchable": patchable.describe(pp)}
     if describe:
-        info["entries"] = site_details(elf, p._replace(entries=entries))
+        info["entries"] = site_details(elf, entries)
     if status in ("recorded", "repaired"):
         chunks = append_sections(elf, new_sections) if new_sections else [elf.data]
         commit(path, chunks, st, data, backup)

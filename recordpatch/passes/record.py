@@ -22,7 +22,11 @@ is replaced by pairing each %lo with its own %hi.
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from collections import namedtuple
+from itertools import compress, repeat
+from operator import and_, itemgetter, not_, or_, rshift, sub
 
 from ..arch import mips
 from ..diag import ERROR, NOTE, WARNING, Diagnostic
@@ -31,6 +35,7 @@ from ..elf.reader import ElfFile
 from ..elf.writer import NewRef, NewSection
 from ..errors import RecordpatchError, UnsupportedError
 
+_HOST = "<" if sys.byteorder == "little" else ">"
 MCOUNT = "_mcount"
 TABLE = "__mcount_loc"
 MCOUNTED_NAMES = frozenset({
@@ -56,9 +61,39 @@ class Entry(namedtuple("Entry", "site sym addend")):
     # sym: symbol the table entry is relocated against
 
 
-class RecordPlan(namedtuple("RecordPlan", "abi rela entries ignored diagnostics already new_sections")):
+class SiteGroup(namedtuple("SiteGroup", "section section_name offsets kinds")):
+    """The sites of one text section, in relocation-table order, as parallel lists: a
+    vmlinux.o has ~24k sites, and per-site objects are only built on request."""
     __slots__ = ()
-    # ignored: calls in sections ftrace does not trace
+
+
+class RecordPlan:
+    """What `record` would do: the table's entries (built from per-section groups on
+    first use), the new sections, diagnostics.
+
+    ``groups``: (SiteGroup, base symbol index, base symbol value) per section;
+    ``ignored``: calls in sections ftrace does not trace; ``already``: a table exists.
+    """
+
+    __slots__ = ("abi", "rela", "groups", "ignored", "diagnostics", "already", "new_sections",
+                 "_entries")
+
+    def __init__(self, abi, rela, groups, ignored, diagnostics, already, new_sections):
+        self.abi, self.rela, self.groups, self.ignored = abi, rela, groups, ignored
+        self.diagnostics, self.already, self.new_sections = diagnostics, already, new_sections
+        self._entries = None
+
+    @property
+    def count(self) -> int:
+        return sum(len(g.offsets) for g, _, _ in self.groups)
+
+    @property
+    def entries(self) -> list[Entry]:
+        if self._entries is None:
+            self._entries = [Entry(Site(g.section, g.section_name, off, kind), sym, off - value)
+                             for g, sym, value in self.groups
+                             for off, kind in zip(g.offsets, g.kinds)]
+        return self._entries
 
 
 def check_mips_rel(elf: ElfFile) -> mips.Abi:
@@ -73,15 +108,8 @@ def check_mips_rel(elf: ElfFile) -> mips.Abi:
 
 
 def already_recorded(elf: ElfFile) -> bool:
-    """A `__mcount_loc` section, or a relocation section aimed at one, exists."""
-    n = len(elf.sections)
-    for s in elf.sections:
-        if s.name == TABLE:
-            return True
-        if s.type in (C.SHT_REL, C.SHT_RELA) and 0 < s.info < n \
-                and elf.sections[s.info].name == TABLE:
-            return True
-    return False
+    """A `__mcount_loc` section exists (a relocation section aimed at one implies it)."""
+    return elf.section_by_name(TABLE) is not None
 
 
 def _base_symbols(elf: ElfFile, wanted: set[int]) -> dict[int, tuple[int, int]]:
@@ -103,81 +131,145 @@ def _base_symbols(elf: ElfFile, wanted: set[int]) -> dict[int, tuple[int, int]]:
 
 def _code_relocation_sections(elf: ElfFile):
     """(relocation section, the SHT_PROGBITS + SHF_EXECINSTR section it applies to), in
-    section-header order: the walk recordmcount makes, shared by both passes below."""
-    secs = elf.sections
-    n = len(secs)
-    for rs in secs:
-        if rs.type != C.SHT_REL and rs.type != C.SHT_RELA:
-            continue
-        if not 0 < rs.info < n:
-            continue
-        tgt = secs[rs.info]
-        if tgt.type == C.SHT_PROGBITS and tgt.flags & C.SHF_EXECINSTR:
-            yield rs, tgt
+    section-header order: the walk recordmcount makes, shared by both passes below.
+    Decided on the raw headers: a vmlinux.o has ~7k relocation sections, most for data."""
+    raw = elf._raw
+    n = len(raw)
+    for i in elf.indexes_of_type(C.SHT_REL, C.SHT_RELA):
+        info = raw[i][7]
+        if 0 < info < n and raw[info][1] == C.SHT_PROGBITS and raw[info][2] & C.SHF_EXECINSTR:
+            yield elf.section(i), elf.section(info)
 
 
-def find_sites(elf: ElfFile, warn_ignored: bool = False):
-    """(sites, ignored sites, rela flavour, symtab index, diagnostics) of an object."""
-    diags: list[Diagnostic] = []
-    symtab = elf.symtab
-    sites: list[Site] = []
-    ignored: list[Site] = []
-    rela = None
-    if symtab is None:
-        return sites, ignored, rela, diags
-    msyms = symtab.indexes_named(MCOUNT)
+def _kernel_calls(text, offs: list[int], types: list[int], endian: str):
+    """Per hit, whether it is a kernel `-pg` call: R_MIPS_26 on a `jal`, with `move at,ra`
+    one or two instructions before (-mmcount-ra-address puts one in between). None
+    when some hit is misaligned or too close to an edge: the per-site loop decides.
+
+    The same test as the per-site fast path in :func:`_scan_section`, made on whole
+    lists with C-level iterators (a vmlinux.o's .text has ~23k sites)."""
+    if min(offs) < 8 or max(offs) > len(text) - 4 or any(map(and_, offs, repeat(3))):
+        return None
+    # One index list (the word 8 bytes before each site) applied to three views of the
+    # text shifted by 0, 4 and 8 bytes: the two instructions before the site, and the site.
+    get = itemgetter(*map(rshift, map(sub, offs, repeat(8)), repeat(2)))
+    n = len(text)
+
+    def words(shift: int):
+        got = get(text[shift:shift + ((n - shift) & ~3)].cast("I"))
+        a = array("I", got if len(offs) > 1 else (got,))
+        if endian != _HOST:
+            a.byteswap()
+        return a
+
+    is_move = mips.MOVE_AT_RA_WORDS.__contains__
+    k = len(offs)
+    if types.count(mips.R_MIPS_26) == k and set(map(rshift, words(8), repeat(26))) == {mips.OP_JAL}:
+        call = repeat(True)   # the common case, decided with two C-level passes
+    else:
+        call = map(and_, map(mips.R_MIPS_26.__eq__, types),
+                   map(mips.OP_JAL.__eq__, map(rshift, words(8), repeat(26))))
+    # -mmcount-ra-address (the kernel's default where GCC has it) puts one instruction
+    # between the `move` and the `jal`
+    moved = list(map(is_move, words(4)))
+    if moved.count(True) != k:
+        moved = map(or_, moved, map(is_move, words(0)))
+    ok = list(map(and_, call, moved))
+    return ok
+
+
+def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignored, fast=None):
+    """Sites of one section the per-site way: (offsets, kinds) when ``counted``, else
+    appends to ``ignored``. ``fast``: per hit, already known to be a kernel call
+    (:func:`_kernel_calls`); those are taken as they are, the others tested here."""
+    text = elf.section_view(tgt)
     unpack = struct.Struct(elf.endian + "I").unpack_from
     move_at_ra, R26, KIND_JAL, OP_JAL = (mips.MOVE_AT_RA_WORDS, mips.R_MIPS_26, mips.KIND_JAL,
                                          mips.OP_JAL)
+    word = mips.words(text, elf.endian)
+    lo16 = set(compress(offs, map(mips.R_MIPS_LO16.__eq__, types)))
+    paired: set[int] = set()
+    size, name, index = tgt.size, tgt.name, tgt.index
+    last = size - 4
+    found: list[tuple[int, int, str]] = []   # (hit number, offset, kind) of the sites
+    todo = range(len(offs)) if fast is None else compress(range(len(offs)), map(not_, fast))
+    for k in todo:
+        off, typ = offs[k], types[k]
+        # The common case, a kernel `move at,ra; jal _mcount`, without building a Verdict.
+        if (fast is None and typ == R26 and counted and 8 <= off <= last and not off & 3
+                and unpack(text, off)[0] >> 26 == OP_JAL
+                and (unpack(text, off - 4)[0] in move_at_ra
+                     or unpack(text, off - 8)[0] in move_at_ra)):
+            found.append((k, off, KIND_JAL))
+            continue
+        if off + 4 > size:
+            raise RecordpatchError(
+                f"relocation in {rs.name} at offset {off:#x} points outside "
+                f"{name} (size {size:#x})")
+        if typ == mips.R_MIPS_LO16 and off in paired:
+            continue
+        v = mips.classify(word, off, typ, lo16)
+        where = f"{name}+{off:#x}"
+        if not v.site:
+            diags.append(Diagnostic(NOTE, f"not a call, not recorded: {v.reason}", where))
+            continue
+        if v.pair >= 0:
+            paired.add(v.pair)
+        if v.reason:
+            diags.append(Diagnostic(WARNING, v.reason, where))
+        if counted:
+            found.append((k, off, v.kind))
+        else:
+            ignored.append(Site(index, name, off, v.kind))
+            if warn_ignored:
+                diags.append(Diagnostic(WARNING, f"section {name} has mcount callers "
+                                        "that ftrace ignores", where))
+    if fast is None or not found:
+        fast_offs = list(compress(offs, fast)) if fast is not None else []
+        if not found:
+            return fast_offs, [KIND_JAL] * len(fast_offs)
+        return [f[1] for f in found], [f[2] for f in found]
+    # both kinds: back into relocation-table order
+    found += [(k, offs[k], KIND_JAL) for k in compress(range(len(offs)), fast)]
+    found.sort()
+    return [f[1] for f in found], [f[2] for f in found]
+
+
+def _scan(elf: ElfFile, warn_ignored: bool = False):
+    """(site groups, ignored sites, rela flavour, diagnostics) of an object."""
+    diags: list[Diagnostic] = []
+    groups: list[SiteGroup] = []
+    ignored: list[Site] = []
+    rela = None
+    symtab = elf.symtab
+    if symtab is None:
+        return groups, ignored, rela, diags
+    msyms = symtab.indexes_named(MCOUNT)
     for rs, tgt in _code_relocation_sections(elf):
         counted = is_mcounted_name(tgt.name)
         if counted:
             rela = rs.type == C.SHT_RELA
         if not msyms or rs.link != symtab.section.index:
             continue
-        hits = elf.reloc_offsets_types_against(rs, msyms)
-        if not hits:
+        offs, types = elf.reloc_offsets_types_against(rs, msyms)
+        if not offs:
             continue
-        text = elf.section_data(tgt)
-        word = mips.words(text, elf.endian)
-        lo16 = {off for off, typ in hits if typ == mips.R_MIPS_LO16}
-        paired: set[int] = set()
-        size, name, index = tgt.size, tgt.name, tgt.index
-        out = sites if counted else None
-        last = size - 4
-        for off, typ in hits:
-            # The common case, a kernel `move at,ra; jal _mcount`, without building a Verdict
-            # (-mmcount-ra-address puts one instruction between the two); anything else
-            # takes the full check below.
-            if (typ == R26 and out is not None and 8 <= off <= last and not off & 3
-                    and unpack(text, off)[0] >> 26 == OP_JAL
-                    and (unpack(text, off - 4)[0] in move_at_ra
-                         or unpack(text, off - 8)[0] in move_at_ra)):
-                out.append(Site(index, name, off, KIND_JAL))
-                continue
-            if off + 4 > size:
-                raise RecordpatchError(
-                    f"relocation in {rs.name} at offset {off:#x} points outside "
-                    f"{name} (size {size:#x})")
-            if typ == mips.R_MIPS_LO16 and off in paired:
-                continue
-            v = mips.classify(word, off, typ, lo16)
-            where = f"{name}+{off:#x}"
-            if not v.site:
-                diags.append(Diagnostic(NOTE, f"not a call, not recorded: {v.reason}", where))
-                continue
-            if v.pair >= 0:
-                paired.add(v.pair)
-            if v.reason:
-                diags.append(Diagnostic(WARNING, v.reason, where))
-            site = Site(index, name, off, v.kind)
-            if counted:
-                sites.append(site)
-            else:
-                ignored.append(site)
-                if warn_ignored:
-                    diags.append(Diagnostic(WARNING, f"section {name} has mcount callers "
-                                            "that ftrace ignores", where))
+        fast = _kernel_calls(elf.section_view(tgt), offs, types, elf.endian) if counted else None
+        if fast is not None and all(fast):
+            groups.append(SiteGroup(tgt.index, tgt.name, offs, [mips.KIND_JAL] * len(offs)))
+            continue
+        offs, kinds = _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags,
+                                    ignored, fast)
+        if offs:
+            groups.append(SiteGroup(tgt.index, tgt.name, offs, kinds))
+    return groups, ignored, rela, diags
+
+
+def find_sites(elf: ElfFile, warn_ignored: bool = False):
+    """(sites, ignored sites, rela flavour, diagnostics) of an object."""
+    groups, ignored, rela, diags = _scan(elf, warn_ignored)
+    sites = [Site(g.section, g.section_name, off, kind)
+             for g in groups for off, kind in zip(g.offsets, g.kinds)]
     return sites, ignored, rela, diags
 
 
@@ -200,7 +292,7 @@ def reference_drops(elf: ElfFile) -> list[tuple[int, int]]:
     for rs, tgt in _code_relocation_sections(elf):
         if rs.link != symtab.section.index or not is_mcounted_name(tgt.name):
             continue
-        for off, _ in elf.reloc_offsets_types_against(rs, msyms):
+        for off in elf.reloc_offsets_types_against(rs, msyms)[0]:
             if prev is not None and off - prev == 4:
                 out.append((tgt.index, off))
             prev = off
@@ -218,45 +310,64 @@ def plan(elf: ElfFile, warn_ignored: bool = False, quirks: bool = False) -> Reco
     if already_recorded(elf):
         return RecordPlan(abi, False, [], [], [Diagnostic(
             WARNING, f"{TABLE} already exists; file left unchanged")], True, [])
-    sites, ignored, rela, diags = find_sites(elf, warn_ignored)
-    if sites and (quirks or warn_ignored):
+    groups, ignored, rela, diags = _scan(elf, warn_ignored)
+    if groups and (quirks or warn_ignored):
         drops = set(reference_drops(elf))
-        hit = [s for s in sites if (s.section, s.offset) in drops]
-        for s in hit:
-            where = f"{s.section_name}+{s.offset:#x}"
-            diags.append(Diagnostic(NOTE, "left out, as recordmcount leaves it out "
-                                    "(--reference-quirks)" if quirks else
-                                    "recordmcount would leave this call out (its +4 filter "
-                                    "carries over from the previous section)", where))
-        if quirks and hit:
-            sites = [s for s in sites if (s.section, s.offset) not in drops]
-    if not sites:
+        kept = []
+        for g in groups:
+            hit = [off for off in g.offsets if (g.section, off) in drops]
+            for off in hit:
+                diags.append(Diagnostic(NOTE, "left out, as recordmcount leaves it out "
+                                        "(--reference-quirks)" if quirks else
+                                        "recordmcount would leave this call out (its +4 filter "
+                                        "carries over from the previous section)",
+                                        f"{g.section_name}+{off:#x}"))
+            if quirks and hit:
+                pairs = [(o, k) for o, k in zip(g.offsets, g.kinds) if (g.section, o) not in drops]
+                g = g._replace(offsets=[o for o, _ in pairs], kinds=[k for _, k in pairs])
+            if g.offsets:
+                kept.append(g)
+        groups = kept
+    if not groups:
         return RecordPlan(abi, bool(rela), [], ignored, diags, False, [])
-    bases = _base_symbols(elf, {s.section for s in sites})
-    entries = []
-    for s in sites:
-        base = bases.get(s.section)
+    bases = _base_symbols(elf, {g.section for g in groups})
+    planned = []
+    for g in groups:
+        base = bases.get(g.section)
         if base is None:
             raise RecordpatchError(
-                f"cannot find a non-weak symbol for section {s.section} ({s.section_name}) "
+                f"cannot find a non-weak symbol for section {g.section} ({g.section_name}) "
                 "to express its call sites against")
-        entries.append(Entry(s, base[0], s.offset - base[1]))
-    return RecordPlan(abi, rela, entries, ignored, diags, False,
-                      build_table(elf, abi, rela, entries))
+        planned.append((g, base[0], base[1]))
+    syms: list[int] = []
+    addends: list[int] = []
+    for g, sym, value in planned:
+        syms += [sym] * len(g.offsets)
+        addends += map(sub, g.offsets, repeat(value))
+    return RecordPlan(abi, rela, planned, ignored, diags, False,
+                      table_sections(elf, abi, rela, syms, addends))
 
 
 def build_table(elf: ElfFile, abi: mips.Abi, rela: bool, entries: list[Entry]) -> list[NewSection]:
-    """`__mcount_loc` and its relocation section, in recordmcount.c's exact form."""
+    """`__mcount_loc` and its relocation section for ``entries``, in table order."""
+    return table_sections(elf, abi, rela, [e.sym for e in entries], [e.addend for e in entries])
+
+
+def table_sections(elf: ElfFile, abi: mips.Abi, rela: bool, syms: list[int],
+                   addends: list[int]) -> list[NewSection]:
+    """`__mcount_loc` and its relocation section, in recordmcount.c's exact form: entry
+    k is a word-sized absolute relocation against ``syms[k]`` with ``addends[k]``."""
     word = abi.word
-    mask = (1 << (8 * word)) - 1
+    bits = 8 * word
     lay = elf.reloc_layout(rela)
-    n = len(entries)
-    offsets = list(range(0, n * word, word))
-    syms = [e.sym for e in entries]
+    n = len(syms)
+    offsets = range(0, n * word, word)
     # offset - st_value wraps modulo 2**bits, as the linker computes S + A: the table word
     # (REL) is unsigned, r_addend (RELA) signed, so a st_value above the offset still fits.
-    half = 1 << (8 * word - 1)
-    addends = [e.addend & mask if not rela else ((e.addend + half) & mask) - half for e in entries]
+    # Every addend is normally in range already: only then is the per-entry fix-up needed.
+    if addends and (min(addends) < 0 or max(addends) >= 1 << (bits - 1)):
+        mask, half = (1 << bits) - 1, 1 << (bits - 1)
+        addends = [a & mask if not rela else ((a + half) & mask) - half for a in addends]
     wchar = "I" if word == 4 else "Q"
     if rela:   # the addend lives in r_addend; the table words stay 0
         table = bytes(n * word)
@@ -271,4 +382,5 @@ def build_table(elf: ElfFile, abi: mips.Abi, rela: bool, entries: list[Entry]) -
     ]
 
 
-__all__ = ["plan", "find_sites", "is_mcounted_name", "Site", "Entry", "RecordPlan", "ERROR"]
+__all__ = ["plan", "find_sites", "is_mcounted_name", "Site", "SiteGroup", "Entry", "RecordPlan",
+           "build_table", "table_sections", "ERROR"]
