@@ -139,20 +139,7 @@ class ElfFile:
         raw = list(self._shdr_struct.iter_unpack(memoryview(data)[shoff:shoff + shnum * shsize]))
         size = len(data)
         ehsize, tab_end = EHDR_SIZE[self.bits], shoff + shnum * shsize
-        for i, h in enumerate(raw):
-            # (name, type, flags, addr, offset, size, ...): contents must lie in file,
-            # clear of the headers a writer rewrites (the ELF header, the header table).
-            # One test in the common case: end > size implies end > shoff.
-            end = h[4] + h[5]
-            if ((end > shoff and (end > size or h[4] < tab_end)) or h[4] < ehsize) \
-                    and h[1] != C.SHT_NOBITS and h[1] != C.SHT_NULL:
-                if end > size:
-                    raise ElfError(f"section {i}: contents [{h[4]:#x}, {end:#x}) "
-                                   f"extend beyond end of file ({size:#x} bytes)")
-                if end > h[4]:
-                    raise ElfError(f"section {i}: contents [{h[4]:#x}, {end:#x}) overlap the "
-                                   + ("ELF header" if h[4] < ehsize else
-                                      f"section header table [{shoff:#x}, {tab_end:#x})"))
+        self._check_contents(raw, ehsize, shoff, tab_end, size)
         sh = raw[shstrndx]
         if shstrndx and sh[1] != C.SHT_STRTAB:
             # binutils refuses this too; a NULL-typed name table would escape the check above
@@ -168,6 +155,25 @@ class ElfFile:
         if strtab[-1:] != b"\0" or top >= len(strtab):
             if top or strtab:
                 self._build_sections()
+
+    @staticmethod
+    def _check_contents(raw, ehsize: int, shoff: int, tab_end: int, size: int) -> None:
+        """Every section's contents lie in the file, clear of the ELF header and of the
+        section header table (a plain loop: faster here than any map/compress chain)."""
+        for i, h in enumerate(raw):
+            # (name, type, flags, addr, offset, size, ...): contents must lie in file,
+            # clear of the headers a writer rewrites (the ELF header, the header table).
+            # One test in the common case: end > size implies end > shoff.
+            end = h[4] + h[5]
+            if ((end > shoff and (end > size or h[4] < tab_end)) or h[4] < ehsize) \
+                    and h[1] != C.SHT_NOBITS and h[1] != C.SHT_NULL:
+                if end > size:
+                    raise ElfError(f"section {i}: contents [{h[4]:#x}, {end:#x}) "
+                                   f"extend beyond end of file ({size:#x} bytes)")
+                if end > h[4]:
+                    raise ElfError(f"section {i}: contents [{h[4]:#x}, {end:#x}) overlap the "
+                                   + ("ELF header" if h[4] < ehsize else
+                                      f"section header table [{shoff:#x}, {tab_end:#x})"))
 
     def _name(self, i: int, n: int) -> str:
         return _cstr(self._shstr, n, f"section {i}") if n or self._shstr else ""
@@ -300,10 +306,8 @@ class ElfFile:
     @property
     def symtab(self) -> "SymbolTable | None":
         if self._symtab is None:
-            for i, h in enumerate(self._raw):
-                if h[1] == C.SHT_SYMTAB:
-                    self._symtab = SymbolTable(self, self.section(i))
-                    break
+            for i in self.indexes_of_type(C.SHT_SYMTAB)[:1]:
+                self._symtab = SymbolTable(self, self.section(i))
         return self._symtab
 
 
@@ -315,7 +319,7 @@ class SymbolTable:
         esize = SYM_SIZE[elf.bits]
         if sec.entsize != esize:
             raise ElfError(f"{sec.name}: sh_entsize {sec.entsize}, expected {esize}")
-        self.data = elf.section_data(sec)
+        self.data = elf.section_view(sec)
         self.count = len(self.data) // esize
         self.entsize = esize
         strsec = elf.section(sec.link, f"{sec.name} string table")

@@ -15,7 +15,7 @@ import sys
 from array import array
 from collections import namedtuple
 from itertools import accumulate, chain, repeat
-from operator import add, and_, itemgetter, mod, rshift
+from operator import add, and_, itemgetter, lshift, mod, or_, rshift
 
 
 _HOST = "<" if sys.byteorder == "little" else ">"
@@ -191,6 +191,16 @@ class RelocLayout:
     def encode_many(self, offsets, syms, rtype: int, addends=None) -> bytes:
         """Entries for parallel sequences, packed in one call (a vmlinux.o has ~24k)."""
         n = len(offsets)
+        if not self.is64 and not self.rela and n:
+            # Elf32 REL, the o32 kernel's table: two words per entry, interleaved by
+            # slice assignment instead of a 2n-argument struct.pack
+            info = array("I", map(or_, map(lshift, syms, repeat(8)), repeat(rtype & 0xFF)))
+            out = array("I", bytes(8 * n))
+            out[0::2] = array("I", offsets)
+            out[1::2] = info
+            if self.endian != _HOST:
+                out.byteswap()
+            return out.tobytes()
         if addends is None:
             addends = [0] * n
         if not self.is64:
