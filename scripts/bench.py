@@ -7,8 +7,9 @@
   B4  (P4) `recordpatch audit` of a directory: every fixture object plus the kernel corpus
       (KBUILD_WORK/corpus-mipsel, if present), recorded copies; files/s
 
-Every run works on fresh copies (recording is in place), copied outside the timed
-region. Prints a Markdown table with ratios; `--out FILE` also writes it.
+Every run works on a fresh copy (recording is in place), written outside the timed
+region just before the run; B1 and B3 interleave the two tools run by run. Prints a
+Markdown table with ratios; `--out FILE` also writes it.
 """
 
 from __future__ import annotations
@@ -44,20 +45,23 @@ def timed(cmd: list[str]) -> float:
     return dt
 
 
-def copies(src: Path, tmp: Path, n: int, tag: str) -> list[Path]:
-    data = lzma.decompress(src.read_bytes()) if src.suffix == ".xz" else src.read_bytes()
-    out = []
-    for i in range(n):
-        p = tmp / f"{tag}-{i}-{src.name.removesuffix('.xz')}"
-        p.write_bytes(data)
-        out.append(p)
-    return out
+def load(src: Path) -> bytes:
+    return lzma.decompress(src.read_bytes()) if src.suffix == ".xz" else src.read_bytes()
 
 
 def single(src: Path, runs: int, tmp: Path, ours: list[str] | None = None):
-    ref = [timed([str(REF), str(p)]) for p in copies(src, tmp, runs, "ref1")]
+    """Median wall time of each tool on ``src``, runs interleaved (reference, ours,
+    reference, ...), each on a copy written just before it: both tools meet the same
+    page-cache state (a freshly written, not yet written-back file, as Kbuild's just
+    linked or compiled objects are) and the same machine load."""
+    data = load(src)
     cmd = ours or ours_cmd() + ["record"]
-    mine = [timed(cmd + [str(p)]) for p in copies(src, tmp, runs, "rp1")]
+    dst = tmp / f"run-{src.name.removesuffix('.xz')}"
+    ref, mine = [], []
+    for _ in range(runs):
+        for tool, times in (([str(REF)], ref), (cmd, mine)):
+            dst.write_bytes(data)
+            times.append(timed(tool + [str(dst)]))
     return statistics.median(mine), statistics.median(ref)
 
 
@@ -109,6 +113,7 @@ def audit_rate(tmp: Path, corpus: Path | None, jobs: int = 1):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--large-runs", type=int, default=9, help="runs per tool for B3")
     ap.add_argument("--small", type=Path, default=FIX / "mipsel" / "kernel" / "basic.o")
     ap.add_argument("--corpus", type=Path, help="directory of real objects for B2 (default: "
                     "every fixture object, repeated to --batch files)")
@@ -154,11 +159,11 @@ def main() -> int:
         larges = a.large or [p for p in sorted(FIX.rglob("manysec*.o.xz"))
                              if p.parent.parent.name != "mips64"]
         for big in larges:
-            o, r = single(big, 5, tmp)
+            o, r = single(big, a.large_runs, tmp)
             label = f"{big.parent.parent.name}/{big.name}" if big.is_relative_to(FIX) else str(big)
             kernel = "vmlinux" in big.name
             rows.append((f"B3 large object{' (P1: kernel vmlinux.o)' if kernel else ''} "
-                         "(median of 5)", label, o, r,
+                         f"(median of {a.large_runs})", label, o, r,
                          "<= 2x reference" if kernel else "<= 3x reference"))
         n, dt = audit_rate(tmp, a.audit_corpus)
         extra = (f" + {a.audit_corpus}" if a.audit_corpus and a.audit_corpus.is_dir() else "")

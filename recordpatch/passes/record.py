@@ -131,18 +131,13 @@ def _base_symbols(elf: ElfFile, wanted: set[int]) -> dict[int, tuple[int, int]]:
 
 def _code_relocation_sections(elf: ElfFile):
     """(relocation section, the SHT_PROGBITS + SHF_EXECINSTR section it applies to), in
-    section-header order: the walk recordmcount makes, shared by both passes below.
-    Decided on the raw headers: a vmlinux.o has ~7k relocation sections, most for data."""
-    raw = elf._raw
-    n = len(raw)
-    for i in elf.indexes_of_type(C.SHT_REL, C.SHT_RELA):
-        info = raw[i][7]
-        if 0 < info < n and raw[info][1] == C.SHT_PROGBITS and raw[info][2] & C.SHF_EXECINSTR:
-            yield elf.section(i), elf.section(info)
+    section-header order: the walk recordmcount makes, shared by both passes below."""
+    for i, t in elf.relocation_targets(C.SHT_PROGBITS, C.SHF_EXECINSTR):
+        yield elf.section(i), elf.section(t)
 
 
 def _kernel_calls(text, offs: list[int], types: list[int], endian: str):
-    """Per hit, whether it is a kernel `-pg` call: R_MIPS_26 on a `jal`, with `move at,ra`
+    """Per hit (``offs`` is not empty), whether it is a kernel `-pg` call: R_MIPS_26 on a `jal`, with `move at,ra`
     one or two instructions before (-mmcount-ra-address puts one in between). None
     when some hit is misaligned or too close to an edge: the per-site loop decides.
 
@@ -174,8 +169,7 @@ def _kernel_calls(text, offs: list[int], types: list[int], endian: str):
     moved = list(map(is_move, words(4)))
     if moved.count(True) != k:
         moved = map(or_, moved, map(is_move, words(0)))
-    ok = list(map(and_, call, moved))
-    return ok
+    return list(map(and_, call, moved))
 
 
 def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignored, fast=None):
@@ -224,12 +218,12 @@ def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignor
             if warn_ignored:
                 diags.append(Diagnostic(WARNING, f"section {name} has mcount callers "
                                         "that ftrace ignores", where))
-    if fast is None or not found:
-        fast_offs = list(compress(offs, fast)) if fast is not None else []
-        if not found:
-            return fast_offs, [KIND_JAL] * len(fast_offs)
+    if fast is None:
         return [f[1] for f in found], [f[2] for f in found]
-    # both kinds: back into relocation-table order
+    if not found:   # the hits left over were not calls (address loads, in a vmlinux.o)
+        calls = list(compress(offs, fast))
+        return calls, [KIND_JAL] * len(calls)
+    # sites of both kinds: merged back into relocation-table order
     found += [(k, offs[k], KIND_JAL) for k in compress(range(len(offs)), fast)]
     found.sort()
     return [f[1] for f in found], [f[2] for f in found]
