@@ -51,7 +51,7 @@ fixtures:
 # With a kernel build from `make kernel-e2e` present, B2 uses its objects and B3 its vmlinux.o.
 KBUILD_WORK ?= /work/kbuild
 BENCH_ARGS ?= $(if $(wildcard $(KBUILD_WORK)/corpus-mipsel),--corpus $(KBUILD_WORK)/corpus-mipsel --batch 0) \
-  $(if $(wildcard $(KBUILD_WORK)/vmlinux-mipsel-notable.o),--large $(KBUILD_WORK)/vmlinux-mipsel-notable.o \
+  $(if $(wildcard $(KBUILD_WORK)/vmlinux-*-notable.o),$(foreach v,$(wildcard $(KBUILD_WORK)/vmlinux-*-notable.o),--large $(v)) \
   $(foreach f,$(wildcard testdata/fixtures/mipsel/manysec/manysec.o.xz testdata/fixtures/mips64el/manysec/manysec.o.xz),--large $(f)))
 bench: venv
 	$(PY) scripts/bench.py $(BENCH_ARGS) --out docs/benchmarks-latest.md
