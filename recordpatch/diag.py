@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections import namedtuple
+
+from .tuples import named
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
@@ -17,7 +18,7 @@ def one_line(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
-class Diagnostic(namedtuple("Diagnostic", "level message where", defaults=("",))):
+class Diagnostic(named("Diagnostic", "level message where", defaults=("",))):
     __slots__ = ()
     # level: ERROR / WARNING / NOTE
     # where: "func+0x12" or ".text+0x24"; empty for whole-file messages

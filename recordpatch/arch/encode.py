@@ -11,9 +11,8 @@ funct 9; R6 removes JR (funct 8): `jr rs` is `jalr zero,rs`).
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 from ..errors import RecordpatchError
+from ..tuples import named
 
 REG_ZERO, REG_AT, REG_V1, REG_SP, REG_RA = 0, 1, 3, 29, 31
 
@@ -54,7 +53,7 @@ def parse_reg(text: str, abi: str) -> int:
     raise RecordpatchError(f"unknown register {text!r} for {abi}")
 
 
-class Target(namedtuple("Target", "abi big r6")):
+class Target(named("Target", "abi big r6")):
     """What words are encoded for: abi "o32"/"n64", big-endian?, MIPS Release 6?"""
     __slots__ = ()
 
@@ -74,7 +73,7 @@ class Target(namedtuple("Target", "abi big r6")):
 ALL_TARGETS = tuple(Target(a, b, r) for a in ("o32", "n64") for b in (True, False) for r in (False, True))
 
 
-class Insn(namedtuple("Insn", "op args")):
+class Insn(named("Insn", "op args")):
     """An intended instruction: op name and integer operands (registers by number).
 
     nop ()  lui (rt, imm16)  addiu/daddiu (rt, rs, simm16)  li (rt, imm: one word)

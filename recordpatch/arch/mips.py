@@ -12,9 +12,9 @@ or writes files.
 from __future__ import annotations
 
 import struct
-from collections import namedtuple
 
 from ..errors import UnsupportedError
+from ..tuples import named
 
 # ---------------------------------------------------------------- relocations
 R_MIPS_NONE = 0
@@ -52,7 +52,7 @@ EF_MIPS_MICROMIPS = 0x02000000
 _ABI_NAMES = {E_MIPS_ABI_O64: "o64", E_MIPS_ABI_EABI32: "eabi32", E_MIPS_ABI_EABI64: "eabi64"}
 
 
-class Abi(namedtuple("Abi", "name word abs_reloc r6")):
+class Abi(named("Abi", "name word abs_reloc r6")):
     __slots__ = ()
     # name: "o32" or "n64"
     # word: pointer size in bytes: size of a table entry
@@ -154,7 +154,7 @@ LONG_CALL_WINDOW = 4
 JAL_WINDOW = 3
 
 
-class Verdict(namedtuple("Verdict", "site kind reason pair", defaults=(-1,))):
+class Verdict(named("Verdict", "site kind reason pair", defaults=(-1,))):
     """What a relocation against _mcount is: a call site to record, or why not."""
     __slots__ = ()
 

@@ -13,22 +13,22 @@ process while we look at it must not be able to kill us with SIGBUS.
 from __future__ import annotations
 
 import struct
-from collections import namedtuple
 from operator import itemgetter
 
 from ..errors import ElfError
+from ..tuples import named
 from . import consts as C
 from .relocs import Reloc, RelocLayout
 
 
-class Section(namedtuple("Section", "index name name_offset type flags addr offset size link info addralign entsize")):
+class Section(named("Section", "index name name_offset type flags addr offset size link info addralign entsize")):
     """A section header (gABI figure 4-8: sh_name ... sh_entsize, in file order) after
     its index and resolved name."""
     __slots__ = ()
 
 
 
-class Symbol(namedtuple("Symbol", "index name value size info other shndx raw_shndx")):
+class Symbol(named("Symbol", "index name value size info other shndx raw_shndx")):
     """A symbol-table entry; ``shndx`` already resolved through SHT_SYMTAB_SHNDX."""
     __slots__ = ()
 

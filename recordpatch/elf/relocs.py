@@ -13,16 +13,17 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from collections import namedtuple
 from itertools import accumulate, chain, repeat
 from operator import add, and_, itemgetter, lshift, mod, or_, rshift
+
+from ..tuples import named
 
 
 _HOST = "<" if sys.byteorder == "little" else ">"
 _ORDER = sys.byteorder
 
 
-class Reloc(namedtuple("Reloc", "offset sym type addend type2 type3 ssym", defaults=(None, 0, 0, 0,))):
+class Reloc(named("Reloc", "offset sym type addend type2 type3 ssym", defaults=(None, 0, 0, 0,))):
     """One decoded relocation. ``addend`` is None for REL (implicit in the data)."""
     __slots__ = ()
 

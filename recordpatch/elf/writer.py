@@ -19,22 +19,23 @@ import errno
 import os
 import stat
 import struct
-from collections import namedtuple
 
 from ..errors import RecordpatchError
+from ..tuples import named
 from . import consts as C
 from .reader import EHDR_SIZE, SHDR_SIZE, ElfFile
 
 
-class NewRef(namedtuple("NewRef", "k")):
+class NewRef(named("NewRef", "k")):
     """Refers to the k-th section being added, for sh_link/sh_info of another."""
     __slots__ = ()
 
 
 
-class NewSection(namedtuple("NewSection", "name type flags data addralign entsize link info", defaults=(0, 0, 0,))):
+class NewSection(named("NewSection", "name type flags data addralign entsize link info", defaults=(0, 0, 0,))):
     """A section to append; link/info may be a NewRef to another new section.
-    (collections.namedtuple: typing and dataclasses cost start-up time on every Kbuild call.)"""
+    (A tuples.named record: typing, dataclasses and namedtuple cost start-up time on every
+    Kbuild call.)"""
     __slots__ = ()
 
 

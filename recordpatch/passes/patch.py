@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from collections import namedtuple
 
 from ..arch import encode as E
 from ..arch import mips
@@ -40,6 +39,7 @@ from ..diag import ERROR, Diagnostic, emit, one_line
 from ..elf import consts as C
 from ..elf.reader import ElfFile
 from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
+from ..tuples import named
 
 PAD_STATES = ("nop", "init", "call-regs", "call", "redirect")
 PG_STATES = ("nop", "call")
@@ -49,16 +49,16 @@ TABLE_MCOUNT = "__mcount_loc"
 
 #: kind: "pad" | "pg-kernel" | "pg-module"; addr: address (linked) or section offset;
 #: off: file offset of the first word; n: words the states cover; func: function name
-Site = namedtuple("Site", "kind addr off n func section")
+Site = named("Site", "kind addr off n func section")
 #: one site's change: old state name, new state name, old and new words
-Change = namedtuple("Change", "site old_state new_state old new")
+Change = named("Change", "site old_state new_state old new")
 
 
 class PatchError(RecordpatchError):
     pass
 
 
-class Options(namedtuple("Options", "state trampoline target flag_reg only exclude",
+class Options(named("Options", "state trampoline target flag_reg only exclude",
                          defaults=(None, None, None, (), ()))):
     """state: a state name; trampoline/target: symbol name or address (int or text);
     flag_reg: register text ("t0", "$12", "8") or None for the ABI's t0."""

@@ -21,18 +21,19 @@ entry) to the pad start, so callers run the pad. Pure: returns new bytes, writes
 from __future__ import annotations
 
 import struct
-from collections import Counter, namedtuple
+from collections import Counter
 
 from ..arch import mips
 from ..diag import WARNING, Diagnostic
 from ..elf import consts as C
 from ..elf.reader import ElfFile
 from ..errors import RecordpatchError
+from ..tuples import named
 
 TABLE = "__patchable_function_entries"
 
 
-class Pad(namedtuple("Pad", "table slot section section_name offset micro func nops before "
+class Pad(named("Pad", "table slot section section_name offset micro func nops before "
                      "before_bytes ok pr99217")):
     """One validated entry.
 
@@ -44,7 +45,7 @@ class Pad(namedtuple("Pad", "table slot section section_name offset micro func n
     __slots__ = ()
 
 
-class PatchPlan(namedtuple("PatchPlan", "pads nops before compiler diagnostics rela")):
+class PatchPlan(named("PatchPlan", "pads nops before compiler diagnostics rela")):
     __slots__ = ()
 
 

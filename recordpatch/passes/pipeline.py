@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import stat
-from collections import namedtuple
 
 from ..diag import ERROR, Diagnostic
 from ..errors import RecordpatchError
+from ..tuples import named
 
 
-class FileResult(namedtuple("FileResult", "path status diagnostics info")):
+class FileResult(named("FileResult", "path status diagnostics info")):
     __slots__ = ()
     # status: "recorded", "no-sites", "already", "dry-run", "error"
     # info: JSON-ready description of what was (or would be) done

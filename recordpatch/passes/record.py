@@ -24,7 +24,6 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from collections import namedtuple
 from itertools import compress, repeat
 from operator import and_, itemgetter, not_, or_, rshift, sub
 
@@ -34,6 +33,7 @@ from ..elf import consts as C
 from ..elf.reader import ElfFile
 from ..elf.writer import NewRef, NewSection
 from ..errors import RecordpatchError, UnsupportedError
+from ..tuples import named
 
 _HOST = "<" if sys.byteorder == "little" else ">"
 MCOUNT = "_mcount"
@@ -49,19 +49,19 @@ def is_mcounted_name(name: str) -> bool:
     return name.startswith(".text") or name in MCOUNTED_NAMES
 
 
-class Site(namedtuple("Site", "section section_name offset kind")):
+class Site(named("Site", "section section_name offset kind")):
     __slots__ = ()
     # section: index of the text section
     # offset: offset of the recorded word in that section
     # kind: mips.KIND_JAL / mips.KIND_LONG
 
 
-class Entry(namedtuple("Entry", "site sym addend")):
+class Entry(named("Entry", "site sym addend")):
     __slots__ = ()
     # sym: symbol the table entry is relocated against
 
 
-class SiteGroup(namedtuple("SiteGroup", "section section_name offsets kinds")):
+class SiteGroup(named("SiteGroup", "section section_name offsets kinds")):
     """The sites of one text section, in relocation-table order, as parallel lists: a
     vmlinux.o has ~24k sites, and per-site objects are only built on request."""
     __slots__ = ()

@@ -25,10 +25,10 @@ holds the return address, and the trampoline is skipped.
 from __future__ import annotations
 
 import itertools
-from collections import namedtuple
 
 from ..arch import encode as E
 from ..arch.encode import Target
+from ..tuples import named
 
 # ---------------------------------------------------------------- the model's addresses
 PAD = 0x00400100          # first word of the sequence
@@ -39,8 +39,8 @@ REDIRECT = 0x00820040     # B', the replacement function
 
 LIVE = {"o32": (29, 31, 4, 5, 6, 7, 28, 30), "n64": (29, 31, *range(4, 12), 28, 30)}
 
-Family = namedtuple("Family", "name description states")
-Outcome = namedtuple("Outcome", "behaviour trace")
+Family = named("Family", "name description states")
+Outcome = named("Outcome", "behaviour trace")
 MAX_STEPS = 24
 
 
@@ -288,8 +288,8 @@ class Machine:
 
 
 # ---------------------------------------------------------------- plans
-Step = namedtuple("Step", "offset old new ok witness")
-Plan = namedtuple("Plan", "src dst safe order steps reason")
+Step = named("Step", "offset old new ok witness")
+Plan = named("Plan", "src dst safe order steps reason")
 
 
 def analyse_pair(m: Machine, old, new, labels):
