@@ -63,7 +63,7 @@ clean:
 # (malta_defconfig + ftrace) with the reference recordmcount, with recordpatch per object and with
 # the `recordpatch vmlinux.o` hook; compares the ftrace tables and boots each in QEMU.
 # ~25 min on 2 cores the first time (one full build), a few minutes after. See docs/kernel-e2e.md.
-#   make kernel-e2e [KERNEL_E2E_ARCH=mips64] [KERNEL_E2E_WORK=/work/kbuild]
+#   make kernel-e2e [KERNEL_E2E_ARCH=mips64] [KERNEL_E2E_WORK=/work/kbuild] [STEPS=modules]
 KERNEL_E2E_ARCH ?= mipsel
 KERNEL_E2E_WORK ?= /work/kbuild
 .PHONY: kernel-e2e

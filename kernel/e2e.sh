@@ -30,7 +30,7 @@ MAIN=$(dirname "$HERE")
 WORK=${WORK:-/work/kbuild}
 E2E_ARCH=${E2E_ARCH:-mipsel}
 JOBS=${JOBS:-2}
-STEPS=${STEPS:-ref B C controls quirks compare boot}
+STEPS=${STEPS:-ref B C controls quirks compare boot}   # also: modules (not in the default)
 REDO=${REDO:-}
 SRC_TAR=${SRC_TAR:-/usr/src/linux-source-6.1.tar.xz}
 REF_TOOL=${REF_TOOL:-/usr/lib/linux-kbuild-6.1/scripts/recordmcount}
@@ -63,6 +63,7 @@ REFREC=$WORK/refrec-$E2E_ARCH          # the same, recorded by the reference (on
 RPREC=$WORK/rprec-$E2E_ARCH            # the same, recorded by recordpatch's shim (variant B)
 RPQREC=$WORK/rpqrec-$E2E_ARCH          # the same, recorded with RECORDPATCH_REFERENCE_QUIRKS=1
 OUT=$WORK/out-$E2E_ARCH                # ref/ B/ C/: vmlinux, vmlinux.o, System.map, logs
+MODCORPUS=$WORK/modcorpus-$E2E_ARCH    # module objects as compiled, before recording (step modules)
 FINDINGS=$WORK/findings
 CFG_OPTS="-e FUNCTION_TRACER -e DYNAMIC_FTRACE -e FUNCTION_GRAPH_TRACER -e FTRACE_STARTUP_TEST"
 CFG_CHECK="FUNCTION_TRACER DYNAMIC_FTRACE FUNCTION_GRAPH_TRACER FTRACE_STARTUP_TEST FTRACE_MCOUNT_USE_RECORDMCOUNT $CFG_CHECK_EXTRA"
@@ -312,6 +313,60 @@ step_quirks() {
     for f in failed.txt record.log objdiff.txt; do mv "$d.$f" "$d/$f"; done
 }
 
+# --- modules: every loadable module of the configuration ---------------------------------------
+# `make modules` with the reference recording each module object (-mlong-calls: the
+# lui/addiu/move/jalr sites) and the wrapper keeping the unrecorded objects. Then:
+#   per object  reference vs recordpatch's shim on scratch copies (identical / padding-only / table)
+#   whole .ko   each built module with its table stripped, recorded by recordpatch in one process:
+#               its sites must be the reference's (the union of the per-object tables ld -r merged)
+#   audit       `recordpatch audit` of the built modules (read-only; every entry a real call site)
+step_modules() {
+    local d=$OUT/modules
+    if [ -f "$d/build.secs" ] && ! redo modules; then
+        log "modules: reusing the build in $d"
+    else
+        rm -rf "$d" "$MODCORPUS"; mkdir -p "$d" "$MODCORPUS"
+        hook_patch revert
+        check_wrapper
+        log "modules: make modules, recorded by the reference (log: $d/build.log)"
+        local t0=$SECONDS
+        E2E_CORPUS=$MODCORPUS E2E_ARGLOG=$d/args.log E2E_RECORD=$REF_TOOL mk modules \
+            > "$d/build.log" 2>&1 || { tail -20 "$d/build.log"; exit 1; }
+        echo "$((SECONDS - t0))" > "$d/build.secs"
+        check_wrapper
+        mkdir -p "$d/ko"
+        (cd "$TREE" && find . -name '*.ko' -newer "$d/args.log" -print0 | xargs -0 cp --parents -t "$d/ko")
+    fi
+    log "modules: $(wc -l < "$d/args.log") module objects recorded in $(cat "$d/build.secs") s, $(find "$d/ko" -name '*.ko' | wc -l) modules"
+    local mref=$WORK/modrefrec-$E2E_ARCH mrp=$WORK/modrprec-$E2E_ARCH
+    rm -rf "$mref" "$mrp"; mkdir -p "$mref" "$mrp"
+    (cd "$MODCORPUS" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$mref")
+    (cd "$MODCORPUS" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$mrp")
+    (cd "$mref" && tr '\n' '\0' < "$d/args.log" | xargs -0 -P "$JOBS" -n 1 sh -c 'exec $0 $1' "$REF_TOOL") \
+        > "$d/refrec.log" 2>&1 || true
+    (cd "$mrp" && record_each "$SHIM" "$d/failed.txt" < "$d/args.log" > "$d/record.log" 2>&1)
+    [ -s "$d/failed.txt" ] && log "modules: recordpatch FAILED on $(wc -l < "$d/failed.txt") objects ($d/failed.txt)"
+    sed 's/^-w //' "$d/args.log" | xargs "$PY" "$HERE/mcount_table.py" objdiff "$mref" "$mrp" > "$d/objdiff.txt"
+    log "modules: per object: $(tail -1 "$d/objdiff.txt")"
+    local kon=$WORK/modko-notable-$E2E_ARCH
+    rm -rf "$kon"; mkdir -p "$kon"
+    (cd "$d/ko" && find . -name '*.ko' | sort) > "$d/ko.list"
+    (cd "$d/ko" && xargs cp --parents -t "$kon") < "$d/ko.list"
+    (cd "$kon" && while read -r f; do   # objcopy takes one input file (a second is its output)
+        ${CROSS_COMPILE}objcopy -R __mcount_loc -R .rel__mcount_loc -R .rela__mcount_loc "$f"; done) \
+        < "$d/ko.list"
+    local t0=$SECONDS rc=0
+    (cd "$kon" && xargs "$RECORDPATCH" record < "$d/ko.list") > "$d/ko-record.log" 2>&1 || rc=$?
+    log "modules: $(wc -l < "$d/ko.list") stripped .ko recorded by one recordpatch process in $((SECONDS - t0)) s (exit $rc)"
+    xargs "$PY" "$HERE/mcount_table.py" kodiff "$d/ko" "$kon" < "$d/ko.list" > "$d/kodiff.txt"
+    log "modules: whole .ko vs the reference's merged tables: $(tail -1 "$d/kodiff.txt")"
+    rc=0
+    "$RECORDPATCH" audit --json "$d/ko" > "$d/audit.json" 2> "$d/audit.err" || rc=$?
+    log "modules: recordpatch audit of the built modules: exit $rc, $("$PY" -c 'import json,sys
+r = json.load(open(sys.argv[1])); s = r.get("summary", r)
+print(", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, (dict, list))))' "$d/audit.json" 2>/dev/null || echo "see $d/audit.json")"
+}
+
 # --- compare, boot ----------------------------------------------------------------------------
 cmp_report() {  # json file, ref, others...
     local j=$1; shift
@@ -385,5 +440,6 @@ want C && step_C
 want controls && step_controls
 want quirks && step_quirks
 want compare && step_compare
+want modules && step_modules
 if want boot && [ "$BOOT" = 1 ]; then step_boot; fi
 log "done; results in $OUT"

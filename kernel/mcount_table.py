@@ -4,6 +4,7 @@
     mcount_table.py show VMLINUX                 count + address digest of the table
     mcount_table.py compare REF OTHER [OTHER...] table and whole-file comparison against REF
     mcount_table.py objdiff REFDIR DIR FILE...     per-object: identical | padding-only | table
+    mcount_table.py kodiff REFDIR DIR FILE...      per file: the same call sites (section+offset)?
 
 The table is the data between the symbols __start_mcount_loc and __stop_mcount_loc (one
 address-sized word per call site, as ftrace_init() reads it).  Two tables are compared as
@@ -222,6 +223,68 @@ def mcount_entries(path: str) -> list:
     return out
 
 
+def resolved_sites(path: str) -> list:
+    """The __mcount_loc entries of a relocatable as 'section+offset' (symbol value + addend),
+    so that two tables expressed against different symbols still compare."""
+    elf = Elf(path)
+    d, e = elf.data, elf.end
+    idx = {s["name"]: i for i, s in enumerate(elf.sections)}
+    if "__mcount_loc" not in idx:
+        return []
+    tab = idx["__mcount_loc"]
+    rel = next((i for i, s in enumerate(elf.sections) if s["type"] in (4, 9) and s["info"] == tab), None)
+    if rel is None:
+        return []
+    rs = elf.sections[rel]
+    symsec = elf.sections[rs["link"]]
+    tdata = elf.sections[tab]
+    rela = rs["type"] == 4
+    n = (24 if rela else 16) if elf.is64 else (12 if rela else 8)
+    out = []
+    for k in range(rs["size"] // n):
+        o = rs["offset"] + k * n
+        if elf.is64:
+            r_off, = struct.unpack_from(e + "Q", d, o)
+            sym, = struct.unpack_from(e + "I", d, o + 8)
+            add = struct.unpack_from(e + "q", d, o + 16)[0] if rela else \
+                struct.unpack_from(e + "Q", d, tdata["offset"] + r_off)[0]
+            so = symsec["offset"] + sym * 24
+            _, _, _, shndx, value = struct.unpack_from(e + "IBBHQ", d, so)
+        else:
+            r_off, info = struct.unpack_from(e + "II", d, o)
+            sym = info >> 8
+            add = struct.unpack_from(e + "i", d, o + 8)[0] if rela else \
+                struct.unpack_from(e + "I", d, tdata["offset"] + r_off)[0]
+            so = symsec["offset"] + sym * 16
+            _, value, _, _, _, shndx = struct.unpack_from(e + "IIIBBH", d, so)
+        name = elf.sections[shndx]["name"] if shndx < len(elf.sections) else f"shndx{shndx}"
+        out.append(f"{name}+{(value + add) & ((1 << (64 if elf.is64 else 32)) - 1):#x}")
+    return sorted(out)
+
+
+def kodiff(refdir: str, mydir: str, files: list) -> int:
+    """Linked modules: the reference's table (per-object tables merged by ld -r) against
+    recordpatch's (the whole .ko recorded at once), as sets of resolved call sites."""
+    import os
+    same = differ = 0
+    total = 0
+    for f in files:
+        ra = resolved_sites(os.path.join(refdir, f))
+        rb = resolved_sites(os.path.join(mydir, f))
+        total += len(rb)
+        if ra == rb:
+            same += 1
+            continue
+        differ += 1
+        extra = sorted(set(rb) - set(ra))
+        missing = sorted(set(ra) - set(rb))
+        print(f"{f}: reference {len(ra)} entries, recordpatch {len(rb)}; only recordpatch: "
+              f"{extra[:6]}; only reference: {missing[:6]}")
+    print(f"summary: {same} same call sites, {differ} differ (of {len(files)} modules, "
+          f"{total} entries recorded)")
+    return 0
+
+
 def in_padding(path: str, offsets: list) -> bool:
     """True if no offset lies in the ELF header, the section header table or a section."""
     elf = Elf(path)
@@ -268,6 +331,8 @@ def main(argv):
         return 0
     if len(argv) >= 3 and argv[0] == "objdiff":
         return objdiff(argv[1], argv[2], argv[3:])
+    if len(argv) >= 3 and argv[0] == "kodiff":
+        return kodiff(argv[1], argv[2], argv[3:])
     if len(argv) >= 3 and argv[0] == "compare":
         return compare(argv[1], argv[2:])
     print(__doc__, file=sys.stderr)
