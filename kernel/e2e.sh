@@ -22,6 +22,7 @@
 #
 #   kernel/e2e.sh                     mipsel (malta_defconfig), all steps
 #   E2E_ARCH=mips64 kernel/e2e.sh     mips64 big-endian n64 (malta_defconfig + 64BIT, MIPS64R2)
+#   E2E_ARCH=mipsr6 kernel/e2e.sh     o32 big-endian MIPS32 release 6 (malta_defconfig + CPU_MIPS32_R6)
 #   STEPS="ref B"  BOOT=0  JOBS=2  WORK=/work/kbuild  BOOT_TIMEOUT=900
 set -euo pipefail
 
@@ -56,7 +57,13 @@ mips64)
     CFG_EXTRA="-d CPU_LITTLE_ENDIAN -e CPU_BIG_ENDIAN -d 32BIT -e 64BIT -d CPU_MIPS32_R2 -e CPU_MIPS64_R2"
     CFG_CHECK_EXTRA="CPU_BIG_ENDIAN 64BIT CPU_MIPS64_R2"
     QEMU="qemu-system-mips64 -cpu MIPS64R2-generic"; BOOT=${BOOT:-1} ;;
-*) echo "E2E_ARCH must be mipsel or mips64" >&2; exit 2 ;;
+mipsr6)
+    export CROSS_COMPILE=mipsisa32r6-linux-gnu-
+    TREE=${TREE:-$WORK/linux-6.1-mipsr6}
+    CFG_EXTRA="-d CPU_LITTLE_ENDIAN -e CPU_BIG_ENDIAN -d CPU_MIPS32_R2 -e CPU_MIPS32_R6"
+    CFG_CHECK_EXTRA="CPU_BIG_ENDIAN CPU_MIPS32_R6"
+    QEMU="qemu-system-mips -cpu mips32r6-generic"; BOOT=${BOOT:-1} ;;
+*) echo "E2E_ARCH must be mipsel, mips64 or mipsr6" >&2; exit 2 ;;
 esac
 CORPUS=$WORK/corpus-$E2E_ARCH          # unrecorded copies of every object Kbuild recorded
 REFREC=$WORK/refrec-$E2E_ARCH          # the same, recorded by the reference (one process each)
