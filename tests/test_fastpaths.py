@@ -51,9 +51,19 @@ def test_relocation_shortcuts_match_decoding(path):
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda t: f"{'64' if t[0] else '32'}"
                          f"{'rela' if t[1] else 'rel'}{t[3]}")
-def test_split_shortcut_survives_patterns_outside_r_sym(layout):
+def test_split_shortcut_survives_patterns_outside_r_sym(layout, monkeypatch):
     """Tables whose r_offset and r_type bytes spell the searched r_sym (so a byte
-    search also hits outside the field): the answer must still be exact."""
+    search also hits outside the field): the answer must still be exact, whether the
+    stray hits are filtered out or the whole table is decoded."""
+    strays = []
+    real = RelocLayout._hits_among_strays
+
+    def spy(self, *a):
+        got = real(self, *a)
+        strays.append(got is not None)
+        return got
+
+    monkeypatch.setattr(RelocLayout, "_hits_among_strays", spy)
     lay = RelocLayout(*layout)
     rng = random.Random(7)
     order = "little" if lay.endian == "<" else "big"
@@ -75,9 +85,10 @@ def test_split_shortcut_survives_patterns_outside_r_sym(layout):
         data = b"".join(entries)
         want = _decoded(lay, data, sym)
         assert lay.offsets_types_against(data, [sym]) == want
+        n = len(strays)
         split = lay._split_hits(data, sym)
         assert split in (None, want)
-        paths.add(split is None)
+        paths.add("clean" if len(strays) == n else "decoded" if split is None else "filtered")
         assert lay.offsets_types(data, lay.find_sym(data, sym)) == want
         # several symbols at once: the merged table order
         other = sym + 1
@@ -85,7 +96,33 @@ def test_split_shortcut_survives_patterns_outside_r_sym(layout):
                        if r.sym in (sym, other)])
         assert lay.offsets_types_against(data, [sym, other]) == (
             [o for _, o, _ in both], [t for _, _, t in both])
-    assert paths == {True, False}, "both the shortcut and its fallback must be exercised"
+    assert "clean" in paths and paths - {"clean"}, "the shortcut and a fallback must both run"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS[:2], ids=["32rel<", "32rel>"])
+def test_stray_pattern_filtered_or_decoded(layout):
+    """The two ways a stray occurrence is handled: an r_offset equal to the symbol index
+    (stray inside r_offset, away from r_sym: filtered), and an r_type byte continuing
+    into r_sym (the stray overlaps the field: every entry decoded). Exact both ways."""
+    lay = RelocLayout(*layout)
+    sym = 0x012344
+    p0, p1, p2 = sym.to_bytes(3, "little" if lay.endian == "<" else "big")
+    if lay.endian == "<":   # entry bytes: r_offset(4) r_type r_sym(3, LE)
+        overlap = lay.encode(0x14, p1 | p2 << 8 | 0x55 << 16, p0)        # stray at byte 4
+    else:                   # entry bytes: r_offset(4) r_sym(3, BE) r_type
+        overlap = lay.encode(0x14, 0x55 << 16 | p0 << 8 | p1, p2)        # stray at byte 5
+    cases = {
+        "filtered": [lay.encode(0x10, sym, 4), lay.encode(sym, 7, 4), lay.encode(0x20, sym, 5)],
+        "decoded": [lay.encode(0x10, sym, 4), overlap, lay.encode(0x18, sym, 4)],
+    }
+    for how, entries in cases.items():
+        data = b"".join(entries)
+        want = _decoded(lay, data, sym)
+        assert len(want[0]) == 2
+        assert lay.offsets_types_against(data, [sym]) == want
+        parts = data.split(bytes((p0, p1, p2)))
+        got = lay._hits_among_strays(data, parts, lay.entsize, lay.sym_field, 3)
+        assert got == (want if how == "filtered" else None), how
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda t: f"{'64' if t[0] else '32'}"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from itertools import accumulate, chain, repeat
-from operator import add, and_, itemgetter, lshift, mod, or_, rshift
+from itertools import accumulate, chain, compress, repeat
+from operator import add, and_, floordiv, itemgetter, lshift, mod, or_, rshift
 
 from ..tuples import named
 
@@ -88,22 +88,32 @@ class RelocLayout:
 
     def offsets_types(self, data, indexes) -> tuple[list[int], list[int]]:
         """(r_offsets, r_types) of the given entries, as two lists (for n64, the
-        first of the three types: the one a call relocation uses)."""
+        first of the three types: the one a call relocation uses). Only those entries
+        are read: gathered from views of the table, byte-swapped afterwards if needed."""
         if not indexes:
             return [], []
+        get = itemgetter(*indexes)
+        view = memoryview(data)
+
+        def gather(column, code):
+            got = get(column)
+            a = array(code, got if len(indexes) > 1 else (got,))
+            if self.endian != _HOST:
+                a.byteswap()
+            return a.tolist()
+
         if not self.is64:
-            w = self._words(data, "I")
+            words = view.cast("I")
             stride = self.entsize // 4
-            offs = w[0::stride]
-            infos = w[1::stride]
-            return (list(map(offs.__getitem__, indexes)),
-                    list(map(and_, map(infos.__getitem__, indexes), repeat(0xFF))))
-        offs = self._words(data, "Q")[0::self.entsize // 8]
-        offsets = list(map(offs.__getitem__, indexes))
+            return (gather(words[0::stride], "I"),
+                    list(map(and_, gather(words[1::stride], "I"), repeat(0xFF))))
+        dwords = view.cast("Q")
+        stride = self.entsize // 8
+        offsets = gather(dwords[0::stride], "Q")
         if self.mips64:   # r_type is the entry's 16th byte in either byte order
-            return offsets, list(map(data[15::self.entsize].__getitem__, indexes))
-        infos = self._words(data, "Q")[1::self.entsize // 8]
-        return offsets, list(map(and_, map(infos.__getitem__, indexes), repeat(0xFFFFFFFF)))
+            got = get(view[15::self.entsize])
+            return offsets, list(got) if len(indexes) > 1 else [got]
+        return offsets, list(map(and_, gather(dwords[1::stride], "Q"), repeat(0xFFFFFFFF)))
 
     def offsets_types_against(self, data, syms) -> tuple[list[int], list[int]]:
         """(r_offsets, r_types) of the entries whose r_sym is in ``syms``, in table order.
@@ -137,12 +147,13 @@ class RelocLayout:
         order = "little" if self.endian == "<" else "big"
         pat = sym.to_bytes(self.sym_width, order)
         ent, field, width = self.entsize, self.sym_field, len(pat)
-        parts = bytes(data).split(pat)
+        raw = bytes(data)
+        parts = raw.split(pat)
         if len(parts) == 1:
             return [], []
         if len(parts[0]) % ent != field or \
                 not set(map(mod, map(len, parts[1:-1]), repeat(ent))) <= {ent - width}:
-            return None
+            return self._hits_among_strays(raw, parts, ent, field, width)
         head = parts[:-1]                    # each ends with bytes [0, field) of its entry
         osize = 8 if self.is64 else 4
         tail = itemgetter(slice(-field, osize - field or None))
@@ -157,6 +168,22 @@ class RelocLayout:
         else:
             types = list(map(itemgetter(at - field - width), parts[1:]))
         return offs.tolist(), types
+
+    def _hits_among_strays(self, raw: bytes, parts: list, ent: int, field: int, width: int):
+        """Some occurrences of the pattern lie off the r_sym field (an r_offset equal to
+        the symbol index modulo 2**24 is enough). split() skips an occurrence that overlaps
+        one found before it, so the on-field ones are all there unless a stray one touches
+        an r_sym field: then None (the caller decodes every entry's r_sym instead)."""
+        starts = list(accumulate(map(add, map(len, parts[:-1]),
+                                     chain((0,), repeat(width)))))
+        rems = list(map(mod, starts, repeat(ent)))
+        for s in compress(starts, map(field.__ne__, rems)):
+            k = s // ent
+            for f0 in (k * ent + field, (k + 1) * ent + field):
+                if s < f0 + width and s + width > f0:
+                    return None
+        on = list(map(floordiv, compress(starts, map(field.__eq__, rems)), repeat(ent)))
+        return self.offsets_types(raw, on)
 
     def decode_at(self, data, pos: int) -> Reloc:
         return self._make(self._struct.unpack_from(data, pos))
