@@ -23,7 +23,7 @@ import struct
 from ..errors import RecordpatchError
 from ..tuples import named
 from . import consts as C
-from .reader import EHDR_SIZE, SHDR_SIZE, ElfFile
+from .reader import EHDR_SIZE, ElfFile
 
 
 class NewRef(named("NewRef", "k")):
