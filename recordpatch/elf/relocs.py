@@ -147,6 +147,8 @@ class RelocLayout:
         order = "little" if self.endian == "<" else "big"
         pat = sym.to_bytes(self.sym_width, order)
         ent, field, width = self.entsize, self.sym_field, len(pat)
+        if self.mips64:
+            return self._n64_hits(data, pat)
         raw = bytes(data)
         parts = raw.split(pat)
         if len(parts) == 1:
@@ -168,6 +170,20 @@ class RelocLayout:
         else:
             types = list(map(itemgetter(at - field - width), parts[1:]))
         return offs.tolist(), types
+
+    def _n64_hits(self, data, pat: bytes):
+        """n64: r_sym is a whole 32-bit word at entry offset 8, so the words of that
+        column (a quarter or a sixth of the table) are searched instead of the table.
+        Every byte of the column belongs to some r_sym, so an occurrence off a word
+        boundary could hide a real one: then None (the caller decodes every entry)."""
+        col = memoryview(data).cast("I")[2::self.entsize // 4].tobytes()
+        parts = col.split(pat)
+        if len(parts) == 1:
+            return [], []
+        starts = list(accumulate(map(add, map(len, parts[:-1]), chain((0,), repeat(4)))))
+        if any(map(and_, starts, repeat(3))):
+            return None
+        return self.offsets_types(data, list(map(rshift, starts, repeat(2))))
 
     def _hits_among_strays(self, raw: bytes, parts: list, ent: int, field: int, width: int):
         """Some occurrences of the pattern lie off the r_sym field (an r_offset equal to
