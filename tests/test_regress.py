@@ -239,6 +239,28 @@ def test_patchable_table_without_contents(tmp_path):
         assert len([ln for ln in err.splitlines() if ": error: " in ln]) <= 1
 
 
+# ------------------------------------------------------------------ audit._func_index
+@pytest.mark.parametrize("target", ["mips", "mipsel"])
+def test_audit_function_symbol_in_missing_section(tmp_path, target):
+    """Fuzz 5:7179 (audit --json on mips/pfe-mmall/patchable.o, a FUNC symbol's st_shndx
+    0x1 -> 0x462): IndexError naming the functions of a patchable object. Present since
+    session 2; found by the seed-5 run of session 3."""
+    f = copy(tmp_path, f"{target}/pfe-mmall/patchable.o")
+    data = f.read_bytes()
+    lay = elfmut.Layout(data)
+    buf = bytearray(data)
+    from elftools.elf.elffile import ELFFile
+    with open(f, "rb") as fh:
+        syms = ELFFile(fh).get_section_by_name(".symtab")
+        idx = next(i for i, s in enumerate(syms.iter_symbols()) if s["st_info"]["type"] == "STT_FUNC")
+    set_sym(buf, lay, idx, "st_shndx", len(lay.sections) + 0x400)
+    f.write_bytes(bytes(buf))
+    for args in (["audit"], ["audit", "--json"]):
+        rc, out, err = run_cli(*args, f)
+        assert rc in (0, 1, 2) and "Traceback" not in err
+        assert "internal error" not in out + err
+
+
 # ------------------------------------------------------------------ audit.decompress
 def _bombs():
     z = bytes(16 << 20)

@@ -193,12 +193,14 @@ def insn_text(w: int, pc: int, t, names: dict[int, str] | None = None) -> str:
 
 
 def _func_index(elf) -> dict[int, list]:
-    """section -> sorted [(value, name)] of its FUNC symbols."""
+    """section -> sorted [(value, name)] of its FUNC symbols (a symbol claiming a section
+    the file does not have names nothing)."""
     out: dict[int, list] = {}
     if elf.symtab is None:
         return out
+    n = elf.shnum
     for s in elf.symtab:
-        if s.type == C.STT_FUNC and s.section:
+        if s.type == C.STT_FUNC and 0 < s.section < n:
             out.setdefault(s.section, []).append((s.value & ~1, s.name))
     for v in out.values():
         v.sort()
