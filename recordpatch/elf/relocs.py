@@ -20,7 +20,12 @@ from ..tuples import named
 
 
 _HOST = "<" if sys.byteorder == "little" else ">"
-_ORDER = sys.byteorder
+
+
+def _occurrences(parts: list, width: int) -> list[int]:
+    """Where each match of a ``width``-byte pattern starts, from ``bytes.split``'s pieces:
+    match j starts at len(parts[0]) + ... + len(parts[j]) + j * width."""
+    return list(accumulate(map(add, map(len, parts[:-1]), chain((0,), repeat(width)))))
 
 
 class Reloc(named("Reloc", "offset sym type addend type2 type3 ssym", defaults=(None, 0, 0, 0,))):
@@ -67,25 +72,6 @@ class RelocLayout:
         make = self._make
         return [make(t) for t in self._struct.iter_unpack(data)]
 
-    def _words(self, data, code: str) -> array:
-        """The section as an array of native integers (``code`` 'I' or 'Q')."""
-        w = array(code)
-        w.frombytes(data)
-        if self.endian != _HOST:
-            w.byteswap()
-        return w
-
-    def _sym_column(self, data) -> tuple[array, int]:
-        """One 32-bit word per entry holding r_sym, and the shift that extracts it:
-        Elf32 r_info (sym << 8 | type), n64 r_sym itself, Elf64 r_info's high word."""
-        w = self._words(data, "I")
-        stride = self.entsize // 4
-        if not self.is64:
-            return w[1::stride], 8
-        if self.mips64:
-            return w[2::stride], 0
-        return w[(3 if self.endian == "<" else 2)::stride], 0
-
     def offsets_types(self, data, indexes) -> tuple[list[int], list[int]]:
         """(r_offsets, r_types) of the given entries, as two lists (for n64, the
         first of the three types: the one a call relocation uses). Only those entries
@@ -118,11 +104,12 @@ class RelocLayout:
     def offsets_types_against(self, data, syms) -> tuple[list[int], list[int]]:
         """(r_offsets, r_types) of the entries whose r_sym is in ``syms``, in table order.
 
-        One symbol (the recording case) in an Elf32 or n64 table goes through
-        :meth:`_split_hits`; anything else, or a table where that shortcut cannot be
-        exact, through :meth:`find_sym` and :meth:`offsets_types`.
+        One symbol (the recording case) in an Elf32 table goes through
+        :meth:`_split_hits`; anything else (n64: r_sym is a whole word, which
+        :meth:`find_sym` searches as directly), or a table where that shortcut cannot
+        be exact, through :meth:`find_sym` and :meth:`offsets_types`.
         """
-        if len(syms) == 1 and (not self.is64 or self.mips64):
+        if len(syms) == 1 and not self.is64:
             got = self._split_hits(data, syms[0])
             if got is not None:
                 return got
@@ -134,21 +121,18 @@ class RelocLayout:
         return self.offsets_types(data, hits)
 
     def _split_hits(self, data, sym: int):
-        """The table's bytes split on the encoded r_sym: the piece before each hit ends
-        with that entry's r_offset (and, in Elf32 LE, its r_type); the piece after
-        starts with the rest of r_info. All C-level passes, no per-entry Python.
+        """Elf32: the table's bytes split on the encoded r_sym. The piece before each hit
+        ends with that entry's r_offset (and, little-endian, its r_type); big-endian,
+        the piece after starts with its r_type. All C-level passes, no per-entry Python.
 
         Exact only if every occurrence sits on an r_sym field (pieces of the right
-        lengths modulo the entry size); an occurrence straddling fields (a byte
-        pattern inside an r_offset, say) gives None and the caller takes the slow path.
+        lengths modulo the entry size); otherwise :meth:`_hits_among_strays` decides.
         """
         if sym < 0 or sym >= 1 << (8 * self.sym_width):
             return [], []
         order = "little" if self.endian == "<" else "big"
         pat = sym.to_bytes(self.sym_width, order)
         ent, field, width = self.entsize, self.sym_field, len(pat)
-        if self.mips64:
-            return self._n64_hits(data, pat)
         raw = bytes(data)
         parts = raw.split(pat)
         if len(parts) == 1:
@@ -157,41 +141,23 @@ class RelocLayout:
                 not set(map(mod, map(len, parts[1:-1]), repeat(ent))) <= {ent - width}:
             return self._hits_among_strays(raw, parts, ent, field, width)
         head = parts[:-1]                    # each ends with bytes [0, field) of its entry
-        osize = 8 if self.is64 else 4
-        tail = itemgetter(slice(-field, osize - field or None))
-        offs = array("Q" if self.is64 else "I")
-        offs.frombytes(b"".join(map(tail, head)))
+        offs = array("I")
+        offs.frombytes(b"".join(map(itemgetter(slice(-field, 4 - field or None)), head)))
         if self.endian != _HOST:
             offs.byteswap()
-        # r_type: Elf32 LE byte 4 (before r_sym), Elf32 BE byte 7 and n64 byte 15 (after)
-        at = 7 if not self.is64 else 15
-        if not self.is64 and self.endian == "<":
+        # r_type: byte 4 little-endian (before r_sym), byte 7 big-endian (after it)
+        if self.endian == "<":
             types = list(map(itemgetter(4 - field), head))
         else:
-            types = list(map(itemgetter(at - field - width), parts[1:]))
+            types = list(map(itemgetter(7 - field - width), parts[1:]))
         return offs.tolist(), types
-
-    def _n64_hits(self, data, pat: bytes):
-        """n64: r_sym is a whole 32-bit word at entry offset 8, so the words of that
-        column (a quarter or a sixth of the table) are searched instead of the table.
-        Every byte of the column belongs to some r_sym, so an occurrence off a word
-        boundary could hide a real one: then None (the caller decodes every entry)."""
-        col = memoryview(data).cast("I")[2::self.entsize // 4].tobytes()
-        parts = col.split(pat)
-        if len(parts) == 1:
-            return [], []
-        starts = list(accumulate(map(add, map(len, parts[:-1]), chain((0,), repeat(4)))))
-        if any(map(and_, starts, repeat(3))):
-            return None
-        return self.offsets_types(data, list(map(rshift, starts, repeat(2))))
 
     def _hits_among_strays(self, raw: bytes, parts: list, ent: int, field: int, width: int):
         """Some occurrences of the pattern lie off the r_sym field (an r_offset equal to
         the symbol index modulo 2**24 is enough). split() skips an occurrence that overlaps
         one found before it, so the on-field ones are all there unless a stray one touches
         an r_sym field: then None (the caller decodes every entry's r_sym instead)."""
-        starts = list(accumulate(map(add, map(len, parts[:-1]),
-                                     chain((0,), repeat(width)))))
+        starts = _occurrences(parts, width)
         rems = list(map(mod, starts, repeat(ent)))
         for s in compress(starts, map(field.__ne__, rems)):
             k = s // ent
@@ -208,28 +174,33 @@ class RelocLayout:
         """Entry indexes whose r_sym is ``sym``, in table order.
 
         Large objects (a vmlinux.o has ~440k relocations) make any per-entry Python
-        loop the dominant cost. The r_sym words are gathered into one array (C), its
-        bytes split on the encoded index (C) and the hits' positions summed from the
-        pieces' lengths (C); only when a hit straddles two words (never seen in a
-        real object, but possible) does a per-entry loop decide.
+        loop the dominant cost. The 32-bit words holding r_sym are cut from a view of
+        the table (C), their bytes split on the encoded index, in file byte order (C),
+        and the hits' positions summed from the pieces' lengths (C); only when a hit
+        straddles two words (never seen in a real object, but possible) does a
+        per-entry comparison decide.
         """
         if sym < 0 or sym >= 1 << (8 * self.sym_width):
             return []
-        col, shift = self._sym_column(data)
-        raw = col.tobytes()
-        if shift:   # the 24-bit r_sym: the high three bytes of a native 32-bit word
-            pat, where = sym.to_bytes(3, _ORDER), (1 if _HOST == "<" else 0)
-        else:
-            pat, where = sym.to_bytes(4, _ORDER), 0
-        parts = raw.split(pat)
+        order = "little" if self.endian == "<" else "big"
+        pat = sym.to_bytes(self.sym_width, order)
+        # Elf32 r_info: (type, sym) little-endian, (sym, type) big-endian; n64 r_sym and
+        # Elf64 r_info's high half are whole words
+        word, where = divmod(self.sym_field, 4)
+        col = memoryview(data).cast("I")[word::self.entsize // 4].tobytes()
+        parts = col.split(pat)
         if len(parts) == 1:
             return []
-        # occurrence j starts at len(parts[0]) + ... + len(parts[j]) + j * len(pat)
-        starts = list(accumulate(map(add, map(len, parts[:-1]),
-                                     chain((0,), repeat(len(pat))))))
+        starts = _occurrences(parts, len(pat))
         if set(map(and_, starts, repeat(3))) == {where}:
             return list(map(rshift, starts, repeat(2)))
-        return [k for k, v in enumerate(col) if v >> shift == sym]
+        return self._sym_by_entry(col, pat, where)
+
+    @staticmethod
+    def _sym_by_entry(col: bytes, pat: bytes, where: int) -> list[int]:
+        """The slow, always exact form of :meth:`find_sym`: each entry's r_sym compared."""
+        w = len(pat)
+        return [k for k in range(len(col) // 4) if col[4 * k + where:4 * k + where + w] == pat]
 
     # -- encoding ---------------------------------------------------------
     def encode_many(self, offsets, syms, rtype: int, addends=None) -> bytes:
