@@ -62,6 +62,18 @@ SYM_SIZE = {32: 16, 64: 24}
 MAX_SECTIONS = 1 << 24
 
 
+def _name_offsets(strtab: bytes, name: str) -> list[int]:
+    """Every offset in a string table at which ``name`` is read: each occurrence of the
+    name followed by NUL (binutils may store a name as the tail of a longer one)."""
+    want = name.encode() + b"\0"
+    out = []
+    pos = strtab.find(want)
+    while pos >= 0:
+        out.append(pos)
+        pos = strtab.find(want, pos + 1)
+    return out
+
+
 def _cstr(blob: bytes, off: int, what: str) -> str:
     if off >= len(blob):
         raise ElfError(f"{what}: name offset {off:#x} outside string table")
@@ -231,13 +243,7 @@ class ElfFile:
     def section_by_name(self, name: str) -> Section | None:
         """The first section called ``name``, found in the name table's bytes: the
         names of the other sections are never decoded."""
-        want = name.encode() + b"\0"
-        strtab = self._shstr
-        offs = set()
-        pos = strtab.find(want)
-        while pos >= 0:   # binutils may store a name as the tail of a longer one
-            offs.add(pos)
-            pos = strtab.find(want, pos + 1)
+        offs = set(_name_offsets(self._shstr, name))
         if not offs:
             return None
         for i, h in enumerate(self._raw):
@@ -410,12 +416,7 @@ class SymbolTable:
         The string may be stored as the tail of a longer one (binutils merges
         suffixes), so every occurrence followed by NUL is a candidate st_name.
         """
-        want = name.encode() + b"\0"
-        offs = []
-        pos = self.strtab.find(want)
-        while pos >= 0:
-            offs.append(pos)
-            pos = self.strtab.find(want, pos + 1)
+        offs = _name_offsets(self.strtab, name)
         # st_name is the first word of an entry in either class: gather that column and
         # search it for each candidate offset (C-level scans; a vmlinux.o has ~94k symbols)
         col = memoryview(self.data)[:self.count * self.entsize].cast("I")[::self.entsize // 4]
