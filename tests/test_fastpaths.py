@@ -199,6 +199,9 @@ def test_kernel_call_check_on_crafted_text(endian):
         True, True, False, False, False]
     assert record._kernel_calls(memoryview(text), [4], [mips.R_MIPS_26], endian) is None
     assert record._kernel_calls(memoryview(text), [14], [mips.R_MIPS_26], endian) is None
+    # unusable hits beside usable ones: not calls here, left to the per-site classifier
+    assert record._kernel_calls(memoryview(text), [4, 12, 14, 52, 56],
+                                [mips.R_MIPS_26] * 5, endian) == [False, True, False, True, False]
 
 
 @pytest.mark.parametrize("path", OBJECTS, ids=fixture_id)

@@ -136,15 +136,22 @@ def _code_relocation_sections(elf: ElfFile):
         yield elf.section(i), elf.section(t)
 
 
-def _kernel_calls(text, offs: list[int], types: list[int], endian: str):
-    """Per hit (``offs`` is not empty), whether it is a kernel `-pg` call: R_MIPS_26 on a `jal`, with `move at,ra`
-    one or two instructions before (-mmcount-ra-address puts one in between). None
-    when some hit is misaligned or too close to an edge: the per-site loop decides.
+def _kernel_calls(text, offs: list[int], types: list[int], endian: str) -> list[bool] | None:
+    """Per hit (``offs`` is not empty), whether it is a kernel `-pg` call: R_MIPS_26 on a
+    `jal`, with `move at,ra` one or two instructions before (-mmcount-ra-address puts
+    one in between). A hit misaligned or too close to an edge is not one here;
+    :func:`_scan_section` classifies it (and reports one outside the section). None
+    when no hit can be checked this way.
 
-    The same test as the per-site fast path in :func:`_scan_section`, made on whole
-    lists with C-level iterators (a vmlinux.o's .text has ~23k sites)."""
-    if min(offs) < 8 or max(offs) > len(text) - 4 or any(map(and_, offs, repeat(3))):
-        return None
+    Made on whole lists with C-level iterators (a vmlinux.o's .text has ~23k sites)."""
+    last = len(text) - 4
+    if min(offs) < 8 or max(offs) > last or any(map(and_, offs, repeat(3))):
+        usable = [8 <= o <= last and not o & 3 for o in offs]
+        if not any(usable):
+            return None
+        got = iter(_kernel_calls(text, list(compress(offs, usable)),
+                                 list(compress(types, usable)), endian))
+        return [u and next(got) for u in usable]
     # One index list (the word 8 bytes before each site) applied to three views of the
     # text shifted by 0, 4 and 8 bytes: the two instructions before the site, and the site.
     get = itemgetter(*map(rshift, map(sub, offs, repeat(8)), repeat(2)))
@@ -159,11 +166,11 @@ def _kernel_calls(text, offs: list[int], types: list[int], endian: str):
 
     is_move = mips.MOVE_AT_RA_WORDS.__contains__
     k = len(offs)
-    if types.count(mips.R_MIPS_26) == k and set(map(rshift, words(8), repeat(26))) == {mips.OP_JAL}:
+    ops = list(map(rshift, words(8), repeat(26)))
+    if types.count(mips.R_MIPS_26) == k and ops.count(mips.OP_JAL) == k:
         call = repeat(True)   # the common case, decided with two C-level passes
     else:
-        call = map(and_, map(mips.R_MIPS_26.__eq__, types),
-                   map(mips.OP_JAL.__eq__, map(rshift, words(8), repeat(26))))
+        call = map(and_, map(mips.R_MIPS_26.__eq__, types), map(mips.OP_JAL.__eq__, ops))
     # -mmcount-ra-address (the kernel's default where GCC has it) puts one instruction
     # between the `move` and the `jal`
     moved = list(map(is_move, words(4)))
@@ -175,27 +182,17 @@ def _kernel_calls(text, offs: list[int], types: list[int], endian: str):
 def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignored, fast=None):
     """Sites of one section the per-site way: (offsets, kinds) when ``counted``, else
     appends to ``ignored``. ``fast``: per hit, already known to be a kernel call
-    (:func:`_kernel_calls`); those are taken as they are, the others tested here."""
-    text = elf.section_view(tgt)
-    unpack = struct.Struct(elf.endian + "I").unpack_from
-    move_at_ra, R26, KIND_JAL, OP_JAL = (mips.MOVE_AT_RA_WORDS, mips.R_MIPS_26, mips.KIND_JAL,
-                                         mips.OP_JAL)
-    word = mips.words(text, elf.endian)
+    (:func:`_kernel_calls`); those are taken as they are, the others (all of them
+    without ``fast``) classified here."""
+    KIND_JAL = mips.KIND_JAL
+    word = mips.words(elf.section_view(tgt), elf.endian)
     lo16 = set(compress(offs, map(mips.R_MIPS_LO16.__eq__, types)))
     paired: set[int] = set()
     size, name, index = tgt.size, tgt.name, tgt.index
-    last = size - 4
     found: list[tuple[int, int, str]] = []   # (hit number, offset, kind) of the sites
     todo = range(len(offs)) if fast is None else compress(range(len(offs)), map(not_, fast))
     for k in todo:
         off, typ = offs[k], types[k]
-        # The common case, a kernel `move at,ra; jal _mcount`, without building a Verdict.
-        if (fast is None and typ == R26 and counted and 8 <= off <= last and not off & 3
-                and unpack(text, off)[0] >> 26 == OP_JAL
-                and (unpack(text, off - 4)[0] in move_at_ra
-                     or unpack(text, off - 8)[0] in move_at_ra)):
-            found.append((k, off, KIND_JAL))
-            continue
         if off + 4 > size:
             raise RecordpatchError(
                 f"relocation in {rs.name} at offset {off:#x} points outside "
@@ -249,7 +246,7 @@ def _scan(elf: ElfFile, warn_ignored: bool = False):
         if not offs:
             continue
         fast = _kernel_calls(elf.section_view(tgt), offs, types, elf.endian) if counted else None
-        if fast is not None and all(fast):
+        if fast and all(fast):
             groups.append(SiteGroup(tgt.index, tgt.name, offs, [mips.KIND_JAL] * len(offs)))
             continue
         offs, kinds = _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags,
