@@ -181,23 +181,22 @@ def compare(ref: str, others: list) -> int:
 
 
 # --------------------------------------------------------------------------- objects
-def mcount_entries(path: str) -> list:
-    """The __mcount_loc entries of a relocatable object as 'symbol+addend' strings."""
+def table_entries(path: str):
+    """(elf, symtab section, st_name, st_info, st_shndx, st_value, addend) per __mcount_loc entry of a
+    relocatable object, read from its relocation section (nothing if there is none)."""
     elf = Elf(path)
     d, e = elf.data, elf.end
     idx = {s["name"]: i for i, s in enumerate(elf.sections)}
     if "__mcount_loc" not in idx:
-        return []
+        return
     tab = idx["__mcount_loc"]
     rel = next((i for i, s in enumerate(elf.sections) if s["type"] in (4, 9) and s["info"] == tab), None)
     if rel is None:
-        return []
+        return
     rs = elf.sections[rel]
     symsec = elf.sections[rs["link"]]
-    strsec = elf.sections[symsec["link"]]
     tdata = elf.sections[tab]
     rela = rs["type"] == 4
-    out = []
     n = (24 if rela else 16) if elf.is64 else (12 if rela else 8)
     for k in range(rs["size"] // n):
         o = rs["offset"] + k * n
@@ -206,17 +205,23 @@ def mcount_entries(path: str) -> list:
             sym, = struct.unpack_from(e + "I", d, o + 8)
             add = struct.unpack_from(e + "q", d, o + 16)[0] if rela else \
                 struct.unpack_from(e + "Q", d, tdata["offset"] + r_off)[0]
+            name, info, _, shndx, value = struct.unpack_from(
+                e + "IBBHQ", d, symsec["offset"] + sym * 24)
         else:
-            r_off, info = struct.unpack_from(e + "II", d, o)
-            sym = info >> 8
+            r_off, rinfo = struct.unpack_from(e + "II", d, o)
+            sym = rinfo >> 8
             add = struct.unpack_from(e + "i", d, o + 8)[0] if rela else \
                 struct.unpack_from(e + "I", d, tdata["offset"] + r_off)[0]
-        so = symsec["offset"] + sym * (24 if elf.is64 else 16)
-        if elf.is64:
-            name, info, _, shndx = struct.unpack_from(e + "IBBH", d, so)
-        else:
-            name, _, _, info, _, shndx = struct.unpack_from(e + "IIIBBH", d, so)
-        sname = elf._str(strsec, name)
+            name, value, _, info, _, shndx = struct.unpack_from(
+                e + "IIIBBH", d, symsec["offset"] + sym * 16)
+        yield elf, symsec, name, info, shndx, value, add
+
+
+def mcount_entries(path: str) -> list:
+    """The __mcount_loc entries of a relocatable object as 'symbol+addend' strings."""
+    out = []
+    for elf, symsec, name, info, shndx, _, add in table_entries(path):
+        sname = elf._str(elf.sections[symsec["link"]], name)
         if (info & 0xF) == 3 and shndx < len(elf.sections):  # STT_SECTION
             sname = elf.sections[shndx]["name"]
         out.append(f"{sname}+{add:#x}")
@@ -226,37 +231,8 @@ def mcount_entries(path: str) -> list:
 def resolved_sites(path: str) -> list:
     """The __mcount_loc entries of a relocatable as 'section+offset' (symbol value + addend),
     so that two tables expressed against different symbols still compare."""
-    elf = Elf(path)
-    d, e = elf.data, elf.end
-    idx = {s["name"]: i for i, s in enumerate(elf.sections)}
-    if "__mcount_loc" not in idx:
-        return []
-    tab = idx["__mcount_loc"]
-    rel = next((i for i, s in enumerate(elf.sections) if s["type"] in (4, 9) and s["info"] == tab), None)
-    if rel is None:
-        return []
-    rs = elf.sections[rel]
-    symsec = elf.sections[rs["link"]]
-    tdata = elf.sections[tab]
-    rela = rs["type"] == 4
-    n = (24 if rela else 16) if elf.is64 else (12 if rela else 8)
     out = []
-    for k in range(rs["size"] // n):
-        o = rs["offset"] + k * n
-        if elf.is64:
-            r_off, = struct.unpack_from(e + "Q", d, o)
-            sym, = struct.unpack_from(e + "I", d, o + 8)
-            add = struct.unpack_from(e + "q", d, o + 16)[0] if rela else \
-                struct.unpack_from(e + "Q", d, tdata["offset"] + r_off)[0]
-            so = symsec["offset"] + sym * 24
-            _, _, _, shndx, value = struct.unpack_from(e + "IBBHQ", d, so)
-        else:
-            r_off, info = struct.unpack_from(e + "II", d, o)
-            sym = info >> 8
-            add = struct.unpack_from(e + "i", d, o + 8)[0] if rela else \
-                struct.unpack_from(e + "I", d, tdata["offset"] + r_off)[0]
-            so = symsec["offset"] + sym * 16
-            _, value, _, _, _, shndx = struct.unpack_from(e + "IIIBBH", d, so)
+    for elf, _, _, _, shndx, value, add in table_entries(path):
         name = elf.sections[shndx]["name"] if shndx < len(elf.sections) else f"shndx{shndx}"
         out.append(f"{name}+{(value + add) & ((1 << (64 if elf.is64 else 32)) - 1):#x}")
     return sorted(out)
