@@ -147,10 +147,18 @@ hook_patch() {  # apply|revert the RECORDPATCH hook, idempotently
     fi
 }
 
+copy_objects() {  # every .o under $1 into $2, at the same relative paths
+    (cd "$1" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$2")
+}
+
+record_with_reference() {  # in dir $1, the reference on each object, arguments as in log $2
+    (cd "$1" && tr '\n' '\0' < "$2" | xargs -0 -P "$JOBS" -n 1 sh -c 'exec $0 $1' "$REF_TOOL")
+}
+
 # Put every corpus object back into the tree, unrecorded (newer than its sources and .cmd, so
 # Kbuild does not recompile it; the archives and the links are redone).
 restore_corpus() {
-    (cd "$CORPUS" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$TREE")
+    copy_objects "$CORPUS" "$TREE"
 }
 
 built_lines() {  # compile steps in a build log that are not part of every link
@@ -236,9 +244,8 @@ per_object_diff() {
     local d=$1
     log "B: per-object comparison with the reference (scratch copies in $REFREC)"
     rm -rf "$REFREC"; mkdir -p "$REFREC"
-    (cd "$CORPUS" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$REFREC")
-    (cd "$REFREC" && tr '\n' '\0' < "$OUT/ref/args.log" | xargs -0 -P "$JOBS" -n 1 sh -c 'exec $0 $1' "$REF_TOOL") \
-        > "$d/refrec.log" 2>&1 || true
+    copy_objects "$CORPUS" "$REFREC"
+    record_with_reference "$REFREC" "$OUT/ref/args.log" > "$d/refrec.log" 2>&1 || true
     objects | xargs "$PY" "$HERE/mcount_table.py" objdiff "$REFREC" "$RPREC" > "$d/objdiff.txt"
     log "B: per object: $(tail -1 "$d/objdiff.txt")"
     grep -v -E '^summary|: padding-only:' "$d/objdiff.txt" | cut -d: -f1 > "$d/table-diff.txt" || true
@@ -307,7 +314,7 @@ step_quirks() {
     if fresh B-quirks quirks; then log "B-quirks: reusing $d"; return; fi
     log "B-quirks: record scratch copies with RECORDPATCH_REFERENCE_QUIRKS=1 (in $RPQREC)"
     rm -rf "$RPQREC" "$d"; mkdir -p "$RPQREC"
-    (cd "$CORPUS" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$RPQREC")
+    copy_objects "$CORPUS" "$RPQREC"
     (cd "$RPQREC" && RECORDPATCH_REFERENCE_QUIRKS=1 record_each "$SHIM" "$d.failed.txt" \
         < "$OUT/ref/args.log" > "$d.record.log" 2>&1)
     if [ -s "$d.failed.txt" ]; then
@@ -347,10 +354,9 @@ step_modules() {
     log "modules: $(wc -l < "$d/args.log") module objects recorded in $(cat "$d/build.secs") s, $(find "$d/ko" -name '*.ko' | wc -l) modules"
     local mref=$WORK/modrefrec-$E2E_ARCH mrp=$WORK/modrprec-$E2E_ARCH
     rm -rf "$mref" "$mrp"; mkdir -p "$mref" "$mrp"
-    (cd "$MODCORPUS" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$mref")
-    (cd "$MODCORPUS" && find . -name '*.o' -print0 | xargs -0 cp --parents -t "$mrp")
-    (cd "$mref" && tr '\n' '\0' < "$d/args.log" | xargs -0 -P "$JOBS" -n 1 sh -c 'exec $0 $1' "$REF_TOOL") \
-        > "$d/refrec.log" 2>&1 || true
+    copy_objects "$MODCORPUS" "$mref"
+    copy_objects "$MODCORPUS" "$mrp"
+    record_with_reference "$mref" "$d/args.log" > "$d/refrec.log" 2>&1 || true
     (cd "$mrp" && record_each "$SHIM" "$d/failed.txt" < "$d/args.log" > "$d/record.log" 2>&1)
     [ -s "$d/failed.txt" ] && log "modules: recordpatch FAILED on $(wc -l < "$d/failed.txt") objects ($d/failed.txt)"
     sed 's/^-w //' "$d/args.log" | xargs "$PY" "$HERE/mcount_table.py" objdiff "$mref" "$mrp" > "$d/objdiff.txt"
