@@ -170,6 +170,7 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
     pads: list[Pad] = []
     seen_at: dict[tuple[int, int], int] = {}
     seen_fn: dict[tuple[int, int], int] = {}
+    misplaced: dict[tuple[int, int, int], list[str]] = {}
     for t, slot, tsec, off, micro, func, run, nb in found:
         problems = []
         fname = func.name or f"{tsec.name}+{func.value:#x}"
@@ -197,10 +198,9 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
                 problems.append(f"pad of {fname} in {tsec.name} starts {nb} nop{'s' * (nb != 1)} "
                                 f"before the function, expected {before}")
         if t.flags & C.SHF_LINK_ORDER and t.link != tsec.index:
-            other = secs[t.link].name if 0 <= t.link < len(secs) else str(t.link)
-            problems.append(f"entry for {fname} (in {tsec.name}) is in a {TABLE} section linked "
-                            f"(SHF_LINK_ORDER) to {other}: --gc-sections keeps or drops it with "
-                            f"{other}, not with {tsec.name}{cc}")
+            # One finding per (table, linked section, code section), not one per entry: a
+            # kernel object has dozens of .init.text pads in the table linked to .text.
+            misplaced.setdefault((t.index, t.link, tsec.index), []).append(fname)
         k = seen_at.get((tsec.index, off))
         if k is not None:
             problems.append(f"duplicate entry for {fname} in {tsec.name} (also entry {k})")
@@ -213,6 +213,14 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
             diags.append(Diagnostic(WARNING, msg, fname))
         pads.append(Pad(t.index, slot, tsec.index, tsec.name, off, micro, func, nrun, nb,
                         func.value - off, not problems, pr))
+    for (_, link, sec), names in misplaced.items():
+        other = secs[link].name if 0 <= link < len(secs) else str(link)
+        what = (f"the entry for {names[0]}" if len(names) == 1 else
+                f"{len(names)} entries ({', '.join(names[:3])}{', ...' * (len(names) > 3)})")
+        diags.append(Diagnostic(WARNING, f"{what} for code in {secs[sec].name} stand in a {TABLE} "
+                                f"section linked (SHF_LINK_ORDER) to {other}: --gc-sections keeps "
+                                f"or drops them with {other}, not with {secs[sec].name}{cc}",
+                                names[0] if len(names) == 1 else ""))
     diags.extend(_missing(elf, funcs, pads, nops, before, cc))
     return PatchPlan(pads, nops, before, compiler, diags, rela)
 
