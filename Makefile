@@ -67,8 +67,12 @@ clean:
 KERNEL_E2E_ARCH ?= mipsel
 KERNEL_E2E_WORK ?= /work/kbuild
 .PHONY: kernel-e2e
+# KERNEL_E2E_ARCH=mipsel-pfe|mips64-pfe: the -fpatchable-function-entry kernels (kernel/pfe/,
+# docs/kernel-pfe.md): built with our MIPS patch series, repaired and checked by recordpatch,
+# audited, pre-patched and booted, with the unrepaired and misaligned controls.
 kernel-e2e: venv
-	E2E_ARCH=$(KERNEL_E2E_ARCH) WORK=$(KERNEL_E2E_WORK) RECORDPATCH=$(abspath $(RP)) bash kernel/e2e.sh
+	E2E_ARCH=$(KERNEL_E2E_ARCH) WORK=$(KERNEL_E2E_WORK) RECORDPATCH=$(abspath $(RP)) \
+	  bash kernel/$(if $(filter %-pfe,$(KERNEL_E2E_ARCH)),pfe-e2e.sh,e2e.sh)
 
 # Patch the bundled qemu-user test program (testdata/qemu/) and show function fb before and
 # after, disassembled, and what the program prints in each state (issue 4).
