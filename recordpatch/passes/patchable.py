@@ -371,58 +371,84 @@ def _repair_relocs(elf, buf, rs, moves, moved_syms) -> None:
         new_a = remap(sym, ref) - new_value(sym) - bias
         if new_a != a:
             put_word(r.offset, mips.rel_with_addend(r.type, w, new_a))
-    # the %hi/%lo groups: one %hi value, each %lo its own target
-    for symi, (his, los) in _all_groups(relocs, symbol):
-        sym = symbol(symi)
-        if not relevant(sym) or not los:
-            continue
-        hi = mips.rel_addend(mips.R_MIPS_HI16, word_at(his[0].offset)) if his else None
-        targets = []
-        for lo in los:
-            lw = word_at(lo.offset)
-            lv = lw & 0xFFFF
-            lv = lv - 0x10000 if lv & 0x8000 else lv
-            ahl = ((hi << 16) if hi is not None else 0) + lv
-            ref = sym.value + ahl
-            targets.append((lo, lw, ahl, remap(sym, ref) - new_value(sym)))
-        new_his = {mips.hi_lo(t[3])[0] for t in targets}
-        if his and len(new_his) > 1:
-            raise RecordpatchError(f"cannot repair: a %hi ({rs.name} at {tgt.name}+"
-                                   f"{his[0].offset:#x}) is shared by %lo halves whose targets "
-                                   "move differently")
-        if not his and any(t[2] != t[3] for t in targets):
-            raise RecordpatchError(f"cannot repair: a %lo ({rs.name} at {tgt.name}+"
-                                   f"{los[0].offset:#x}) without its %hi refers to a moved entry")
-        for lo, lw, ahl, new in targets:
-            if new != ahl:
-                put_word(lo.offset, mips.rel_with_addend(mips.R_MIPS_LO16, lw, new))
-        if his and targets:
-            nh = new_his.pop()
-            for h in his:
-                hw = word_at(h.offset)
-                if hw & 0xFFFF != nh:
-                    put_word(h.offset, mips.rel_with_addend(mips.R_MIPS_HI16, hw, nh))
+    _repair_hi_lo(relocs, symbol, relevant, remap, new_value, word_at, put_word, tgt.size,
+                  where)
 
 
-def _all_groups(relocs, symbol):
-    """(symbol, (%hi relocs, %lo relocs)) in table order: each run of R_MIPS_HI16 is paired
-    with the next R_MIPS_LO16 against the same symbol, and later %lo's without a new %hi
-    share it (SysV MIPS ABI, "Relocation")."""
+def _sext16(v: int) -> int:
+    v &= 0xFFFF
+    return v - 0x10000 if v & 0x8000 else v
+
+
+def _repair_hi_lo(relocs, symbol, relevant, remap, new_value, word_at, put_word, size,
+                  where) -> None:
+    """REL %hi/%lo halves, paired the way GNU ld pairs them (bfd/elfxx-mips.c,
+    mips_elf_next_relocation): a R_MIPS_HI16's addend is its own 16 bits << 16 plus the
+    sign-extended field of the next R_MIPS_LO16 against the same symbol in table order; a
+    R_MIPS_LO16 only ever contributes the low 16 bits of its target. gas moves each %hi
+    before *a* %lo with the same symbol and addend, not necessarily its own instruction's,
+    so a %lo may have no %hi before it (e.g. Linux 6.1 drivers/ata/libata-sff.o): its
+    target is then the one a %hi of the same symbol names, or the only one its 16 bits
+    allow inside the section."""
     pending: dict[int, list] = {}
-    cur: dict[int, tuple[list, list]] = {}
-    out = []
+    pairs = []                      # (hi reloc, its lo reloc)
+    his_of: dict[int, list] = {}    # id(lo) -> the %hi's paired with it
+    los = []
     for r in relocs:
         if r.type == mips.R_MIPS_HI16:
             pending.setdefault(r.sym, []).append(r)
         elif r.type == mips.R_MIPS_LO16:
-            his = pending.pop(r.sym, None)
-            if his or r.sym not in cur:
-                g = (his or [], [r])
-                cur[r.sym] = g
-                out.append((r.sym, g))
-            else:
-                cur[r.sym][1].append(r)
-    return out
+            los.append(r)
+            for h in pending.pop(r.sym, ()):
+                pairs.append((h, r))
+                his_of.setdefault(id(r), []).append(h)
+    ahl = {}                        # id(hi) -> full addend
+    known: dict[int, set] = {}      # symbol -> full addends its %hi's name
+    for h, lo in pairs:
+        if not relevant(symbol(h.sym)):
+            continue
+        a = ((mips.rel_addend(mips.R_MIPS_HI16, word_at(h.offset)) << 16)
+             + _sext16(word_at(lo.offset)))
+        ahl[id(h)] = a
+        known.setdefault(h.sym, set()).add(a)
+    new_lo: dict[int, int] = {}     # id(lo) -> its new 16 bits
+    for lo in los:
+        sym = symbol(lo.sym)
+        if not relevant(sym):
+            continue
+        lw = word_at(lo.offset)
+        lv = _sext16(lw)
+        hs = his_of.get(id(lo))
+        if hs:
+            cands = {ahl[id(h)] for h in hs}
+        else:
+            cands = {a for a in known.get(lo.sym, ()) if (a - lv) & 0xFFFF == 0}
+            if not cands:   # a %lo with no %hi at all: every target its bits allow
+                first = (sym.value + lv) & 0xFFFF
+                cands = {t - sym.value for t in range(first, size + 1, 0x10000)}
+        news = {(remap(sym, sym.value + a) - new_value(sym)) & 0xFFFF for a in cands}
+        if not news:
+            continue
+        if len(news) > 1:
+            raise RecordpatchError(f"cannot repair: the %lo ({where(lo)}) may refer to a "
+                                   "moved entry or to another address, and no %hi tells which")
+        nl = news.pop()
+        new_lo[id(lo)] = nl
+        if nl != lw & 0xFFFF:
+            put_word(lo.offset, (lw & ~0xFFFF) | nl)
+    for h, lo in pairs:
+        if id(h) not in ahl:
+            continue
+        sym = symbol(h.sym)
+        new = remap(sym, sym.value + ahl[id(h)]) - new_value(sym)
+        nl = new_lo.get(id(lo), word_at(lo.offset) & 0xFFFF)
+        if (new - nl) & 0xFFFF:
+            raise RecordpatchError(f"cannot repair: a %hi ({where(h)}) and the %lo it pairs "
+                                   "with move differently")
+        nh = ((new - _sext16(nl)) >> 16) & 0xFFFF
+        hw = word_at(h.offset)
+        if hw & 0xFFFF != nh:
+            put_word(h.offset, (hw & ~0xFFFF) | nh)
 
 
 def describe(pp: PatchPlan) -> dict:
