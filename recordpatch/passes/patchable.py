@@ -215,12 +215,14 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
                         func.value - off, not problems, pr))
     for (_, link, sec), names in misplaced.items():
         other = secs[link].name if 0 <= link < len(secs) else str(link)
-        what = (f"the entry for {names[0]}" if len(names) == 1 else
-                f"{len(names)} entries ({', '.join(names[:3])}{', ...' * (len(names) > 3)})")
-        diags.append(Diagnostic(WARNING, f"{what} for code in {secs[sec].name} stand in a {TABLE} "
-                                f"section linked (SHF_LINK_ORDER) to {other}: --gc-sections keeps "
-                                f"or drops them with {other}, not with {secs[sec].name}{cc}",
-                                names[0] if len(names) == 1 else ""))
+        one = len(names) == 1
+        what = (f"the entry for {names[0]} (in {secs[sec].name}) stands" if one else
+                f"{len(names)} entries ({', '.join(names[:3])}{', ...' * (len(names) > 3)}) "
+                f"for code in {secs[sec].name} stand")
+        diags.append(Diagnostic(WARNING, f"{what} in a {TABLE} section linked (SHF_LINK_ORDER) "
+                                f"to {other}: --gc-sections keeps or drops {'it' if one else 'them'} "
+                                f"with {other}, not with {secs[sec].name}{cc}",
+                                names[0] if one else ""))
     diags.extend(_missing(elf, funcs, pads, nops, before, cc))
     return PatchPlan(pads, nops, before, compiler, diags, rela)
 
