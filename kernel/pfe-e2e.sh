@@ -34,6 +34,7 @@ RECORDPATCH=${RECORDPATCH:-$MAIN/.venv/bin/recordpatch}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-900}
 PY=${PY:-python3}
 PFE=$HERE/pfe
+export PFE_RECORDPATCH=$RECORDPATCH          # what kernel/pfe/recordpatch-wrapper runs
 
 export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2025' KBUILD_BUILD_VERSION=1
 export KBUILD_BUILD_USER=e2e KBUILD_BUILD_HOST=recordpatch
@@ -119,15 +120,17 @@ step_build() {
     log "build: make $(targets | tr '\n' ' ')(log $OUT/build.log)"
     local t0=$SECONDS
     PFE_CORPUS=$CORPUS PFE_ARGLOG=$OUT/args.log PFE_TIMES=$OUT/repair-times.log \
-    PFE_RECORDPATCH=$RECORDPATCH /usr/bin/time -f "%e %U %S" -o "$OUT/build.time" \
+        /usr/bin/time -f "%e %U %S" -o "$OUT/build.time" \
         make -C "$TREE" O="$O" -j"$JOBS" $(targets) RECORDPATCH="$WRAP" > "$OUT/build.log" 2>&1 ||
         { tail -30 "$OUT/build.log"; exit 1; }
     log "build: $((SECONDS - t0)) s (wall, user, sys: $(cat "$OUT/build.time"))"
+    echo "$(date -u +%FT%TZ) $(cat "$OUT/build.time") objects-compiled=$(grep -c -E '^  CC ' "$OUT/build.log" || true)" \
+        >> "$OUT/build-history.txt"
     if [ -f "$OUT/rp-version" ] && [ "$(cat "$OUT/rp-version")" != "$v" ] || redo repair; then
         log "build: recordpatch changed since the objects were repaired: repairing all again"
         (cd "$CORPUS" && objects | xargs cp --parents -t "$O")
         : > "$OUT/repair-times.log"
-        (cd "$O" && objects | PFE_TIMES=$OUT/repair-times.log PFE_RECORDPATCH=$RECORDPATCH \
+        (cd "$O" && objects | PFE_TIMES=$OUT/repair-times.log \
             xargs -P "$JOBS" -n 1 "$WRAP" record --repair) > "$OUT/rerepair.log" 2>&1
         make -C "$TREE" O="$O" -j"$JOBS" $(targets) RECORDPATCH="$WRAP" >> "$OUT/build.log" 2>&1 ||
             { tail -30 "$OUT/build.log"; exit 1; }
