@@ -326,8 +326,9 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
     secs = elf.sections
     funcs = _func_index(elf)
     tables = [s for s in secs if s.name == MCOUNT_TABLE]
-    sites, _ignored, _rela, _diags = record.find_sites(elf)
+    sites, _ignored, _rela, _diags, refused = record.find_sites(elf)
     site_at = {(s.section, s.offset): s for s in sites}
+    hit_refused: set = set()
     seen: dict[tuple[int, int], str] = {}
     for table in tables:
         for slot, sec, off, problem in _rel_entries(elf, table):
@@ -356,16 +357,32 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
             if site is not None:
                 ctx.states["jal _mcount" if site.kind == mips.KIND_JAL else "long-call lui"] += 1
                 continue
+            bad = next((r for r in refused if r.section == sec and r.offset <= off <= r.end), None)
+            if bad is not None:
+                hit_refused.add(bad)
+                fn = _func_at(funcs, sec, off)
+                ctx.find("unpatchable", loc, f"{MCOUNT_TABLE} entry ({where}) points at a call "
+                         f"the kernel cannot patch{' in ' + fn if fn else ''}: {bad.reason}")
+                continue
             w = ctx.word(elf.section_data(tsec), off)[0] if not off & 3 else None
             fn = _func_at(funcs, sec, off)
             found = insn_text(w, 0, t) if w is not None else "a misaligned address"
             ctx.find("bad-target", loc, f"{MCOUNT_TABLE} entry ({where}) points at `{found}`"
                      f"{' in ' + fn if fn else ''}, not at a call to _mcount")
     missing = [s for s in sites if (s.section, s.offset) not in seen]
-    if missing and not tables:
-        ctx.find("not-recorded", "", f"{len(missing)} call{'s' * (len(missing) != 1)} to _mcount "
-                 f"but no {MCOUNT_TABLE} (not recorded)")
-    elif missing:
+    unrecorded = [r for r in refused if r not in hit_refused]
+    if (missing or unrecorded) and not tables:
+        n = len(missing) + len(unrecorded)
+        ctx.find("not-recorded", "", f"{n} call{'s' * (n != 1)} to _mcount but no "
+                 f"{MCOUNT_TABLE} (not recorded)" + (f"; {len(unrecorded)} of them the kernel "
+                 f"cannot patch ({unrecorded[0].reason})" if unrecorded else ""))
+        missing = unrecorded = []
+    for r in unrecorded:
+        fn = _func_at(funcs, r.section, r.offset)
+        ctx.find("missing", f"{r.section_name}+{r.offset:#x}", f"call to _mcount"
+                 f"{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} entry, and the kernel "
+                 f"cannot patch it: {r.reason}")
+    if missing:
         drops = set(record.reference_drops(elf))
         for s in missing:
             fn = _func_at(funcs, s.section, s.offset)
