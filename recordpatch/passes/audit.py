@@ -328,6 +328,15 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
     tables = [s for s in secs if s.name == MCOUNT_TABLE]
     sites, _ignored, _rela, _diags, refused = record.find_sites(elf)
     site_at = {(s.section, s.offset): s for s in sites}
+    # A pad object's __mcount_loc (`record --table mcount_loc`) lists its pads: what the
+    # kernel's __start_mcount_loc..__stop_mcount_loc holds when it is built with
+    # -fpatchable-function-entry (vmlinux.lds.h keeps both tables in that range).
+    pp = None
+    pad_at: dict[tuple[int, int], object] = {}
+    if any(s.name == PFE_TABLE for s in secs):
+        from . import patchable
+        pp = patchable.plan(elf)
+        pad_at = {(p.section, p.offset): p for p in pp.pads}
     hit_refused: set = set()
     seen: dict[tuple[int, int], str] = {}
     for table in tables:
@@ -356,6 +365,11 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
             site = site_at.get((sec, off))
             if site is not None:
                 ctx.states["jal _mcount" if site.kind == mips.KIND_JAL else "long-call lui"] += 1
+                continue
+            pad = pad_at.get((sec, off))
+            if pad is not None:
+                ctx.states[f"{pad.nops}-nop pad{' (microMIPS)' if pad.micro else ''} "
+                           f"({MCOUNT_TABLE})"] += 1
                 continue
             bad = next((r for r in refused if r.section == sec and r.offset <= off <= r.end), None)
             if bad is not None:
@@ -391,8 +405,8 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
             ctx.find("missing", f"{s.section_name}+{s.offset:#x}",
                      f"call to _mcount{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} "
                      f"entry{hint}")
-    if any(s.name == PFE_TABLE for s in secs):
-        _audit_rel_pfe(ctx, funcs, compiler)
+    if pp is not None:
+        _audit_rel_pfe(ctx, funcs, compiler, pp)
 
 
 def _defect_of(msg: str) -> str:
@@ -405,10 +419,8 @@ def _defect_of(msg: str) -> str:
     return ""
 
 
-def _audit_rel_pfe(ctx: _Ctx, funcs, compiler: str) -> None:
-    from . import patchable
+def _audit_rel_pfe(ctx: _Ctx, funcs, compiler: str, pp) -> None:
     elf = ctx.elf
-    pp = patchable.plan(elf)
     ctx.tables[PFE_TABLE] += sum(s.size // elf.word for s in elf.sections if s.name == PFE_TABLE)
     where_of: dict[str, str] = {}
     for p in pp.pads:
@@ -585,8 +597,8 @@ def _audit_linked(ctx: _Ctx, t, compiler: str) -> None:
                 if a not in funcs and a + 4 * nrun in funcs:
                     fname = names.get(a + 4 * nrun, "")
                     ctx.defect("PR99217", compiler, fname)
-                    ctx.find("defect", loc, f"all {nrun} words of {fname}'s pad stand before its "
-                             "entry point, so callers never run them (GCC PR99217)"
+                    from .patchable import pr99217_text
+                    ctx.find("defect", loc, pr99217_text(nrun, fname)
                              + (f" [{compiler}]" if compiler else ""))
             if state:
                 ctx.states[state] += 1
