@@ -176,6 +176,10 @@ def find_sites(img: Image, pad_words: int) -> list[Site]:
         sites.append(Site("pad", offset, sec.offset + offset, pad_words,
                           img.func_at(offset, shndx), sec.name))
     if not sites:
+        from . import record
+        refused = record.find_sites(elf)[4]
+        if refused:   # record's verdict, whatever the state of the words
+            raise PatchError(record.refusal(refused))
         if any(s.name == TABLE_MCOUNT or s.name.endswith(TABLE_MCOUNT) for s in elf.sections) or \
                 img.syms.get("_mcount") is None and _has_mcount_refs(img):
             raise PatchError("-pg call sites in a relocatable object cannot be patched: each `jal "
