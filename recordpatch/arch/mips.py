@@ -163,17 +163,23 @@ class Verdict(named("Verdict", "site kind reason pair", defaults=(-1,))):
     # pair: for long calls: offset of the %lo half (not recorded)
 
 
-def words(text: bytes, endian: str):
-    """Return an accessor word(offset) -> int or None when outside ``text``."""
-    unpack = struct.Struct(endian + "I").unpack_from
+def _reader(text: bytes, endian: str, fmt: str):
+    """An accessor read(offset) -> the aligned unit at ``offset``, or None outside ``text``."""
+    unpack = struct.Struct(endian + fmt).unpack_from
+    size = struct.calcsize(fmt)
     n = len(text)
 
-    def word(off: int) -> int | None:
-        if off < 0 or off + 4 > n or off & 3:
+    def read(off: int) -> int | None:
+        if off < 0 or off + size > n or off & (size - 1):
             return None
         return unpack(text, off)[0]
 
-    return word
+    return read
+
+
+def words(text: bytes, endian: str):
+    """Return an accessor word(offset) -> int or None when outside ``text``."""
+    return _reader(text, endian, "I")
 
 
 def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
@@ -239,15 +245,7 @@ MM_CALL_OPS = {0x3D: "jal", 0x1D: "jals", 0x3C: "jalx"}
 def halfwords(text: bytes, endian: str):
     """Return an accessor half(offset) -> int or None (microMIPS code is a halfword stream;
     a 32-bit instruction is its most significant halfword first, in either endianness)."""
-    unpack = struct.Struct(endian + "H").unpack_from
-    n = len(text)
-
-    def half(off: int) -> int | None:
-        if off < 0 or off + 2 > n or off & 1:
-            return None
-        return unpack(text, off)[0]
-
-    return half
+    return _reader(text, endian, "H")
 
 
 def _mm_length(h: int) -> int:
