@@ -72,6 +72,9 @@ def _add_audit_command(sub) -> None:
     a.add_argument("-j", dest="jobs", type=int, default=1, metavar="N",
                    help="audit with N worker processes")
     a.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    a.add_argument("--system-map", metavar="FILE",
+                   help="symbols (System.map, `nm -n` output) for linked images without a "
+                   "symbol table: finds __start_mcount_loc/__stop_mcount_loc and _mcount")
     a.add_argument("paths", nargs="+", metavar="PATH")
 
 

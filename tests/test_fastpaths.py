@@ -171,11 +171,11 @@ def test_site_scan_shortcut_matches_per_site_loop(path):
         if not offs or rs.link != symtab.section.index:
             continue
         counted = record.is_mcounted_name(tgt.name)
-        plain = record._scan_section(elf, rs, tgt, offs, types, counted, False, [], [])
+        plain = record._scan_section(elf, rs, tgt, offs, types, counted, False, [], [], [])
         fast = record._kernel_calls(elf.section_view(tgt), offs, types, elf.endian)
         if fast is None or not counted:
             continue
-        assert record._scan_section(elf, rs, tgt, offs, types, counted, False, [], [],
+        assert record._scan_section(elf, rs, tgt, offs, types, counted, False, [], [], [],
                                     fast) == plain
 
 

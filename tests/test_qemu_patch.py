@@ -243,6 +243,14 @@ def test_relocatable_objects(tmp_path):
     if not obj.exists():
         pytest.skip("pfe3 fixture missing")
     o = tmp_path / "o.o"
+    # GCC 12 put every pad before its label (PR99217): patch refuses it as record does
+    r = rp("patch", obj, "-o", o, "--state", "call", "--trampoline", "0x10020000")
+    assert r.returncode == 1 and "GCC PR99217" in r.stderr and "--repair" in r.stderr, r.stderr
+    assert not o.exists()
+    fixed = tmp_path / "fixed.o"
+    shutil.copyfile(obj, fixed)
+    assert rp("record", "--repair", fixed).returncode == 0
+    obj = fixed
     r = rp("patch", obj, "-o", o, "--state", "call")
     assert r.returncode == 1 and "would need a new relocation" in r.stderr, r.stderr
     assert not o.exists()

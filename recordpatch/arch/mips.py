@@ -102,8 +102,8 @@ def funct(w: int) -> int:
     return w & 63
 
 
-OP_SPECIAL, OP_J, OP_JAL, OP_ADDIU, OP_LUI, OP_DADDIU = 0, 2, 3, 9, 15, 25
-FN_JALR, FN_OR, FN_ADDU, FN_DADDU = 9, 37, 33, 45
+OP_SPECIAL, OP_J, OP_JAL, OP_BEQ, OP_ADDIU, OP_ORI, OP_LUI, OP_DADDIU = 0, 2, 3, 4, 9, 13, 15, 25
+FN_SLL, FN_JR, FN_JALR, FN_OR, FN_ADDU, FN_DADDU, FN_DSLL, FN_DSLL32 = 0, 8, 9, 37, 33, 45, 56, 60
 REG_ZERO, REG_AT, REG_V1, REG_RA = 0, 1, 3, 31
 
 NOP = 0x00000000
@@ -163,17 +163,23 @@ class Verdict(named("Verdict", "site kind reason pair", defaults=(-1,))):
     # pair: for long calls: offset of the %lo half (not recorded)
 
 
-def words(text: bytes, endian: str):
-    """Return an accessor word(offset) -> int or None when outside ``text``."""
-    unpack = struct.Struct(endian + "I").unpack_from
+def _reader(text: bytes, endian: str, fmt: str):
+    """An accessor read(offset) -> the aligned unit at ``offset``, or None outside ``text``."""
+    unpack = struct.Struct(endian + fmt).unpack_from
+    size = struct.calcsize(fmt)
     n = len(text)
 
-    def word(off: int) -> int | None:
-        if off < 0 or off + 4 > n or off & 3:
+    def read(off: int) -> int | None:
+        if off < 0 or off + size > n or off & (size - 1):
             return None
         return unpack(text, off)[0]
 
-    return word
+    return read
+
+
+def words(text: bytes, endian: str):
+    """Return an accessor word(offset) -> int or None when outside ``text``."""
+    return _reader(text, endian, "I")
 
 
 def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
@@ -219,6 +225,123 @@ def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
     return Verdict(False, "", f"{reloc_name(rtype)} reference to _mcount")
 
 
+# ---------------------------------------------------------------- calls the kernel cannot patch
+# Linux 6.1's arch/mips/kernel/ftrace.c knows two shapes only, both MIPS32 encodings:
+# `jal _mcount` (ftrace_make_nop writes `nop`, ftrace_make_call `jal ftrace_caller`) and
+# GCC's 32-bit long call `lui v1; addiu v1; move at,ra; [move t0,..;] jalr v1`, whose `lui`
+# becomes INSN_B_1F: `b` over exactly MCOUNT_OFFSET_INSNS (4, or 5 with 32-bit
+# -mmcount-ra-address) words. Any other call to _mcount, if recorded, is patched into a
+# wrong program (a branch into the middle of a longer sequence; MIPS32 words over
+# microMIPS code), so it is refused; left unrecorded it still calls _mcount, so it is
+# reported as an error, never dropped silently.
+KIND_REFUSED = "refused"
+#: Words scanned after an address load of _mcount for the `jalr ra,REG` that calls it
+#: (GCC's 64-bit sequence without -msym32 has its jalr 7 words after the first lui).
+CALL_SCAN_WINDOW = 10
+#: microMIPS major opcodes (first halfword >> 10) of the 32-bit calls: JAL32, JALS32, JALX32
+MM_CALL_OPS = {0x3D: "jal", 0x1D: "jals", 0x3C: "jalx"}
+
+
+def halfwords(text: bytes, endian: str):
+    """Return an accessor half(offset) -> int or None (microMIPS code is a halfword stream;
+    a 32-bit instruction is its most significant halfword first, in either endianness)."""
+    return _reader(text, endian, "H")
+
+
+def _mm_length(h: int) -> int:
+    """Bytes of the microMIPS instruction whose first halfword is ``h``: 16-bit encodings
+    have major opcodes with low three bits 1, 2 or 3 (microMIPS32 manual, table 6.1)."""
+    return 2 if (h >> 10) & 7 in (1, 2, 3) else 4
+
+
+def _mm_jalr_reg(h: int, h2: int | None) -> int:
+    """The register a microMIPS `jalr[s] ra,REG` (16 or 32 bits) calls through, else -1."""
+    if h & 0xFFC0 == 0x45C0:           # POOL16C JALR16 / JALRS16: rs in bits 4..0
+        return h & 31
+    if h >> 10 == 0 and h2 is not None and h2 in (0x0F3C, 0x4F3C) and (h >> 5) & 31 == REG_RA:
+        return h & 31                  # POOL32A JALR / JALRS with rt = ra
+    return -1
+
+
+def _mips_call_through(word, offset: int, refs) -> int:
+    """Offset of the `jalr ra,REG` that calls the _mcount address loaded from ``offset``
+    on, or -1: registers written from a word relocated against _mcount (``refs``) or
+    from such registers (lui, [d]addiu, ori, [d]addu, or, sll/dsll/dsll32) carry the
+    address; a jump, a branch or another jalr ends the search."""
+    carry = 0
+    for k in range(CALL_SCAN_WINDOW):
+        o = offset + 4 * k
+        w = word(o)
+        if w is None:
+            return -1
+        hit = o in refs
+        code = op(w)
+        if code == OP_LUI:
+            dst, val = rt(w), hit
+        elif code in (OP_ADDIU, OP_DADDIU, OP_ORI):
+            dst, val = rt(w), hit or bool(carry >> rs(w) & 1)
+        elif code == OP_SPECIAL:
+            f = funct(w)
+            if f == FN_JALR:
+                return o if rd(w) == REG_RA and carry >> rs(w) & 1 else -1
+            if f in (FN_ADDU, FN_DADDU, FN_OR):
+                dst, val = rd(w), bool((carry >> rs(w) | carry >> rt(w)) & 1)
+            elif f in (FN_SLL, FN_DSLL, FN_DSLL32):
+                dst, val = rd(w), bool(carry >> rt(w) & 1)
+            elif f == FN_JR:
+                return -1
+            else:
+                continue
+        elif code in (OP_J, OP_JAL) or 4 <= code <= 7 or code == 1:
+            return -1
+        else:
+            continue
+        if dst:
+            carry = carry | 1 << dst if val else carry & ~(1 << dst)
+    return -1
+
+
+def refused_call(word, half, offset: int, rtype: int, refs) -> Verdict | None:
+    """A call to _mcount starting at ``offset`` in a shape the kernel cannot patch
+    (``pair``: offset of its last instruction, to report each call once), or None.
+    Called for relocations :func:`classify` finds no recordable site at."""
+    if rtype == R_MICROMIPS_26_S1:
+        h = half(offset)
+        if h is not None and h >> 10 in MM_CALL_OPS:
+            return Verdict(False, KIND_REFUSED, f"microMIPS `{MM_CALL_OPS[h >> 10]} _mcount` "
+                           "(arch/mips/kernel/ftrace.c writes MIPS32 words only; build without "
+                           "-mmicromips)", offset)
+        return None
+    if rtype == R_MICROMIPS_HI16:
+        h = half(offset)
+        if h is None or h & 0xFFE0 != 0x41A0:   # POOL32I LUI
+            return None
+        reg, o = h & 31, offset + 4
+        for _ in range(CALL_SCAN_WINDOW):
+            h1 = half(o)
+            if h1 is None:
+                return None
+            if _mm_jalr_reg(h1, half(o + 2)) == reg:
+                return Verdict(False, KIND_REFUSED, "microMIPS long call to _mcount "
+                               "(arch/mips/kernel/ftrace.c writes MIPS32 words only; build "
+                               "without -mmicromips)", o)
+            o += _mm_length(h1)
+        return None
+    if rtype not in (R_MIPS_HIGHEST, R_MIPS_HI16):
+        return None
+    end = _mips_call_through(word, offset, refs)
+    if end < 0:
+        return None
+    n = (end - offset) // 4 + 2
+    if rtype == R_MIPS_HIGHEST:
+        what = ("64-bit long call to _mcount (lui %highest .. jalr: built without -msym32; "
+                "KBUILD_SYM32=y gives the 32-bit form)")
+    else:
+        what = "long call to _mcount not in GCC's lui v1/addiu v1/move at,ra/jalr v1 form"
+    return Verdict(False, KIND_REFUSED, f"{what}: {n} words with its delay slot, where "
+                   "ftrace_make_nop's `b 1f` assumes GCC's 5 (or 6)", end)
+
+
 # ---------------------------------------------------------------- patchable entries
 #: st_other bits of MIPS function symbols (MIPS ABI supplement; binutils include/elf/mips.h)
 STO_MIPS_ISA = 0xC0
@@ -228,6 +351,7 @@ STO_MIPS16 = 0xF0
 #: microMIPS `nop16` (MOVE16 zero,zero); the 32-bit microMIPS nop is 0x0000 0x0000, like MIPS's.
 MM_NOP16 = 0x0C00
 R_MICROMIPS_26_S1 = 133
+R_MICROMIPS_HI16 = 134
 R_MIPS_PC16 = 10
 
 
@@ -340,8 +464,6 @@ def hi_lo(value: int) -> tuple[int, int]:
 # What Linux's arch/mips/kernel/ftrace.c writes over a recorded site, and what the
 # patchable-entry design (DYNAMIC_FTRACE_WITH_REGS) writes over a pad. Pure predicates on
 # words; `recordpatch audit` uses them to tell a patched site from a wrong entry.
-OP_BEQ, OP_ORI = 4, 13
-FN_JR = 8
 
 
 def jal_target(w: int, pc: int, bits: int = 32) -> int:

@@ -31,6 +31,7 @@ from ..arch import mips
 from ..diag import one_line
 from ..elf import consts as C
 from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
+from ..tuples import named
 
 MCOUNT_TABLE = "__mcount_loc"
 PFE_TABLE = "__patchable_function_entries"
@@ -217,7 +218,7 @@ def _func_at(funcs, sec: int, off: int) -> str:
     return f"{n}+{off - v:#x}" if off != v else n
 
 
-def audit_file(path: str, walked: bool = False) -> dict:
+def audit_file(path: str, walked: bool = False, system_map: str | None = None) -> dict:
     """Audit one file; never raises for a problem with the file. A JSON-ready dict."""
     from ..elf.reader import ElfFile
     from .pipeline import read_input
@@ -246,7 +247,7 @@ def audit_file(path: str, walked: bool = False) -> dict:
         if elf.type == C.ET_REL:
             _audit_rel(ctx, t, compiler)
         else:
-            _audit_linked(ctx, t, compiler)
+            _audit_linked(ctx, t, compiler, system_map)
         _audit_trampoline(ctx, res)
     except _Skip as exc:
         res.update(status="skipped", reason=str(exc))
@@ -326,8 +327,18 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
     secs = elf.sections
     funcs = _func_index(elf)
     tables = [s for s in secs if s.name == MCOUNT_TABLE]
-    sites, _ignored, _rela, _diags = record.find_sites(elf)
+    sites, _ignored, _rela, _diags, refused = record.find_sites(elf)
     site_at = {(s.section, s.offset): s for s in sites}
+    # A pad object's __mcount_loc (`record --table mcount_loc`) lists its pads: what the
+    # kernel's __start_mcount_loc..__stop_mcount_loc holds when it is built with
+    # -fpatchable-function-entry (vmlinux.lds.h keeps both tables in that range).
+    pp = None
+    pad_at: dict[tuple[int, int], object] = {}
+    if any(s.name == PFE_TABLE for s in secs):
+        from . import patchable
+        pp = patchable.plan(elf)
+        pad_at = {(p.section, p.offset): p for p in pp.pads}
+    hit_refused: set = set()
     seen: dict[tuple[int, int], str] = {}
     for table in tables:
         for slot, sec, off, problem in _rel_entries(elf, table):
@@ -356,16 +367,37 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
             if site is not None:
                 ctx.states["jal _mcount" if site.kind == mips.KIND_JAL else "long-call lui"] += 1
                 continue
+            pad = pad_at.get((sec, off))
+            if pad is not None:
+                ctx.states[f"{pad.nops}-nop pad{' (microMIPS)' if pad.micro else ''} "
+                           f"({MCOUNT_TABLE})"] += 1
+                continue
+            bad = next((r for r in refused if r.section == sec and r.offset <= off <= r.end), None)
+            if bad is not None:
+                hit_refused.add(bad)
+                fn = _func_at(funcs, sec, off)
+                ctx.find("unpatchable", loc, f"{MCOUNT_TABLE} entry ({where}) points at a call "
+                         f"the kernel cannot patch{' in ' + fn if fn else ''}: {bad.reason}")
+                continue
             w = ctx.word(elf.section_data(tsec), off)[0] if not off & 3 else None
             fn = _func_at(funcs, sec, off)
             found = insn_text(w, 0, t) if w is not None else "a misaligned address"
             ctx.find("bad-target", loc, f"{MCOUNT_TABLE} entry ({where}) points at `{found}`"
                      f"{' in ' + fn if fn else ''}, not at a call to _mcount")
     missing = [s for s in sites if (s.section, s.offset) not in seen]
-    if missing and not tables:
-        ctx.find("not-recorded", "", f"{len(missing)} call{'s' * (len(missing) != 1)} to _mcount "
-                 f"but no {MCOUNT_TABLE} (not recorded)")
-    elif missing:
+    unrecorded = [r for r in refused if r not in hit_refused]
+    if (missing or unrecorded) and not tables:
+        n = len(missing) + len(unrecorded)
+        ctx.find("not-recorded", "", f"{n} call{'s' * (n != 1)} to _mcount but no "
+                 f"{MCOUNT_TABLE} (not recorded)" + (f"; {len(unrecorded)} of them the kernel "
+                 f"cannot patch ({unrecorded[0].reason})" if unrecorded else ""))
+        missing = unrecorded = []
+    for r in unrecorded:
+        fn = _func_at(funcs, r.section, r.offset)
+        ctx.find("missing", f"{r.section_name}+{r.offset:#x}", f"call to _mcount"
+                 f"{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} entry, and the kernel "
+                 f"cannot patch it: {r.reason}")
+    if missing:
         drops = set(record.reference_drops(elf))
         for s in missing:
             fn = _func_at(funcs, s.section, s.offset)
@@ -374,8 +406,8 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
             ctx.find("missing", f"{s.section_name}+{s.offset:#x}",
                      f"call to _mcount{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} "
                      f"entry{hint}")
-    if any(s.name == PFE_TABLE for s in secs):
-        _audit_rel_pfe(ctx, funcs, compiler)
+    if pp is not None:
+        _audit_rel_pfe(ctx, funcs, compiler, pp)
 
 
 def _defect_of(msg: str) -> str:
@@ -388,10 +420,8 @@ def _defect_of(msg: str) -> str:
     return ""
 
 
-def _audit_rel_pfe(ctx: _Ctx, funcs, compiler: str) -> None:
-    from . import patchable
+def _audit_rel_pfe(ctx: _Ctx, funcs, compiler: str, pp) -> None:
     elf = ctx.elf
-    pp = patchable.plan(elf)
     ctx.tables[PFE_TABLE] += sum(s.size // elf.word for s in elf.sections if s.name == PFE_TABLE)
     where_of: dict[str, str] = {}
     for p in pp.pads:
@@ -423,18 +453,50 @@ def _audit_rel_pfe(ctx: _Ctx, funcs, compiler: str) -> None:
 
 
 # ---------------------------------------------------------------- linked images
-def _linked_tables(elf):
+class MapSymbol(named("MapSymbol", "name value type section")):
+    """A System.map line in the shape of a symbol-table entry (section 1: defined)."""
+    __slots__ = ()
+
+
+def read_system_map(path: str, bits: int) -> list[MapSymbol]:
+    """System.map (`nm -n vmlinux`: ADDRESS TYPE NAME per line): the symbols a stripped
+    image lost. Text symbols (T/t/W) count as functions; absolute (A), undefined (U/w/v)
+    ones are left out. binutils prints 32-bit MIPS addresses sign-extended to 64 bits."""
+    from .pipeline import read_input
+    data, _ = read_input(path)
+    mask = (1 << bits) - 1
+    out = []
+    for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            value = int(parts[0], 16) & mask
+            kind, name = parts[1], parts[2]
+        except (ValueError, IndexError):
+            raise RecordpatchError(f"{path}:{n}: not a System.map line (ADDRESS TYPE NAME): "
+                                   f"{line[:60]!r}") from None
+        if kind in "AaUwv":
+            continue
+        out.append(MapSymbol(name, value, C.STT_FUNC if kind in "TtWi" else C.STT_OBJECT, 1))
+    if not out:
+        raise RecordpatchError(f"{path}: no symbols in this System.map")
+    return out
+
+
+def _linked_tables(elf, symbols):
     """(table name, address of the first word, bytes) of each table of a linked image: the
     sections themselves, or the kernel linker script's __start_mcount_loc..__stop_mcount_loc
-    (which holds both tables' entries in a real vmlinux)."""
+    (which holds both tables' entries in a real vmlinux) from ``symbols`` (the symbol
+    table or a System.map)."""
     out = []
     for s in elf.sections:
         if s.name in TABLES and s.type != C.SHT_NOBITS:
             out.append((s.name, s.addr, elf.section_data(s)))
-    if out or elf.symtab is None:
+    if out or symbols is None:
         return out
     syms = {}
-    for s in elf.symtab:
+    for s in symbols:
         if s.name in ("__start_mcount_loc", "__stop_mcount_loc") and s.section:
             syms[s.name] = s.value
     if len(syms) == 2 and syms["__stop_mcount_loc"] >= syms["__start_mcount_loc"]:
@@ -474,15 +536,15 @@ class _Image:
         return d
 
 
-def _linked_symbols(elf):
+def _linked_symbols(symbols):
     """(name by address of FUNC/NOTYPE text symbols, _mcount address or None, caller addrs)."""
     names: dict[int, str] = {}
     funcs: set[int] = set()
     mcount, callers = None, set()
     ranges: dict[str, int] = {}
-    if elf.symtab is None:
+    if symbols is None:
         return names, funcs, mcount, callers, []
-    for s in elf.symtab:
+    for s in symbols:
         if not s.section or not s.name:
             continue
         if s.name == "_mcount":
@@ -504,18 +566,27 @@ def _linked_symbols(elf):
     return names, funcs, mcount, callers, skip
 
 
-def _audit_linked(ctx: _Ctx, t, compiler: str) -> None:
+def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) -> None:
     from ..arch.encode import flag_reg_default
     from .record import is_mcounted_name
     elf = ctx.elf
     bits = elf.bits
     img = _Image(elf)
-    names, funcs, mcount, callers, skip = _linked_symbols(elf)
+    symbols = elf.symtab
+    if symbols is None and system_map:
+        symbols = read_system_map(system_map, bits)
+    names, funcs, mcount, callers, skip = _linked_symbols(symbols)
+    tables = _linked_tables(elf, symbols)
+    if not tables and symbols is None:
+        ctx.find("no-table", "", "cannot see the ftrace table: no __mcount_loc section and no "
+                 "symbol table (a stripped image) for __start_mcount_loc/__stop_mcount_loc; "
+                 "audit it with --system-map FILE or the unstripped vmlinux")
+        return
     flag = flag_reg_default(t.abi)
     near = _Names(names)
     fmt = elf.endian + ("I" if elf.word == 4 else "Q")
     seen: dict[int, str] = {}
-    for tname, base, data in _linked_tables(elf):
+    for tname, base, data in tables:
         n = len(data) // elf.word
         ctx.tables[tname] += n
         addrs = struct.unpack_from(f"{elf.endian}{n}{fmt[-1]}", data)
@@ -568,8 +639,8 @@ def _audit_linked(ctx: _Ctx, t, compiler: str) -> None:
                 if a not in funcs and a + 4 * nrun in funcs:
                     fname = names.get(a + 4 * nrun, "")
                     ctx.defect("PR99217", compiler, fname)
-                    ctx.find("defect", loc, f"all {nrun} words of {fname}'s pad stand before its "
-                             "entry point, so callers never run them (GCC PR99217)"
+                    from .patchable import pr99217_text
+                    ctx.find("defect", loc, pr99217_text(nrun, fname)
                              + (f" [{compiler}]" if compiler else ""))
             if state:
                 ctx.states[state] += 1
@@ -585,8 +656,9 @@ def _audit_linked(ctx: _Ctx, t, compiler: str) -> None:
                      f"`{insn_text(w, a, t, nm)}`{' in ' + fn if fn else ''}, neither a call "
                      "to _mcount, a pad, nor a state ftrace writes")
     # calls with no entry (only knowable with the _mcount symbol)
-    if mcount is None or not any(k == MCOUNT_TABLE for k in ctx.tables):
+    if mcount is None:
         return
+    untabled = 0
     for s in img.secs:
         if not s.flags & C.SHF_EXECINSTR or not is_mcounted_name(s.name):
             continue
@@ -600,9 +672,15 @@ def _audit_linked(ctx: _Ctx, t, compiler: str) -> None:
                 continue
             if any(lo <= pc < hi for lo, hi in skip):
                 continue
+            if not tables:
+                untabled += 1
+                continue
             fn = near.near(pc)
             ctx.find("missing", f"{s.name}+{4 * i:#x}", f"call to _mcount at {pc:#x}"
                      f"{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} entry")
+    if untabled:
+        ctx.find("not-recorded", "", f"{untabled} call{'s' * (untabled != 1)} to _mcount but no "
+                 f"{MCOUNT_TABLE} and no __start_mcount_loc/__stop_mcount_loc")
 
 
 class _Names:
@@ -668,14 +746,15 @@ def _linked_state(word, off: int, pc: int, bits: int, mcount, callers, flag: int
 
 # ---------------------------------------------------------------- the command
 def _task(arg):
-    path, walked = arg
-    return audit_file(path, walked)
+    path, walked, system_map = arg
+    return audit_file(path, walked, system_map)
 
 
-def audit_paths(paths: list[str], jobs: int = 1, progress=None) -> list[dict]:
+def audit_paths(paths: list[str], jobs: int = 1, progress=None,
+                system_map: str | None = None) -> list[dict]:
     files, missing = collect(paths)
     out: dict[int, dict] = {}
-    tasks = files
+    tasks = [(f, w, system_map) for f, w in files]
     if jobs > 1 and len(tasks) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as ex:
@@ -774,7 +853,7 @@ def run_audit(ns) -> int:
     progress = None
     if walk and not ns.json and sys.stderr.isatty():
         progress = _progress_printer(sys.stderr)
-    results = audit_paths(ns.paths, ns.jobs, progress)
+    results = audit_paths(ns.paths, ns.jobs, progress, getattr(ns, "system_map", None))
     for r in results:
         if r["status"] == "error":
             print(one_line(f"{r['path']}: error: recordpatch: {r['error']}"), file=sys.stderr)

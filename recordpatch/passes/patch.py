@@ -145,8 +145,11 @@ def find_sites(img: Image, pad_words: int) -> list[Site]:
     elf = img.elf
     sites = []
     if img.linked:
+        starts = {s.value & ~1 for s in img.funcs}
         for addr in _table_words(img, TABLE_PFE):
             off, sec = img.file_offset(addr, 4 * pad_words)
+            if addr not in starts and addr + 4 * pad_words in starts:
+                _refuse_pr99217(img.func_at(addr + 4 * pad_words), pad_words)
             sites.append(Site("pad", addr, off, pad_words, img.func_at(addr), sec))
         if any(s.name == TABLE_MCOUNT for s in elf.sections):
             for addr in _table_words(img, TABLE_MCOUNT):
@@ -159,7 +162,11 @@ def find_sites(img: Image, pad_words: int) -> list[Site]:
             raise PatchError(f"no call sites: no {TABLE_PFE} and no {TABLE_MCOUNT} in this image "
                              "(link with the table sections kept: no --gc-sections, or KEEP() them)")
         return sites
-    from .patchable import raw_entries
+    from .patchable import plan, raw_entries
+    if any(s.name == TABLE_PFE for s in elf.sections):
+        pr = [p for p in plan(elf).pads if p.pr99217]
+        if pr:
+            _refuse_pr99217(pr[0].func.name, pr[0].nops, len(pr))
     for _t, slot, shndx, offset, _rela, problem in raw_entries(elf):
         if problem:
             raise PatchError(f"{TABLE_PFE} entry {slot}: {problem}")
@@ -169,6 +176,10 @@ def find_sites(img: Image, pad_words: int) -> list[Site]:
         sites.append(Site("pad", offset, sec.offset + offset, pad_words,
                           img.func_at(offset, shndx), sec.name))
     if not sites:
+        from . import record
+        refused = record.find_sites(elf)[4]
+        if refused:   # record's verdict, whatever the state of the words
+            raise PatchError(record.refusal(refused))
         if any(s.name == TABLE_MCOUNT or s.name.endswith(TABLE_MCOUNT) for s in elf.sections) or \
                 img.syms.get("_mcount") is None and _has_mcount_refs(img):
             raise PatchError("-pg call sites in a relocatable object cannot be patched: each `jal "
@@ -177,6 +188,15 @@ def find_sites(img: Image, pad_words: int) -> list[Site]:
         raise PatchError(f"no call sites: no {TABLE_PFE} in this object")
     _check_no_relocs(img, sites)
     return sites
+
+
+def _refuse_pr99217(fname: str, nops: int, count: int = 0) -> None:
+    """A pad before its function's label never runs: patching it changes nothing a caller
+    executes, so the patch is refused with record's and audit's diagnosis."""
+    from .patchable import pr99217_text
+    more = f" ({count} functions like it)" if count > 1 else ""
+    raise PatchError(f"{pr99217_text(nops, fname)}{more}; patching such pads would change "
+                     "code no caller runs")
 
 
 def _has_mcount_refs(img: Image) -> bool:

@@ -49,6 +49,13 @@ class PatchPlan(named("PatchPlan", "pads nops before compiler diagnostics rela")
     __slots__ = ()
 
 
+def pr99217_text(nops: int, fname: str, section: str = "") -> str:
+    """The PR99217 diagnosis, worded once for record, audit and patch."""
+    return (f"all {nops} nops of {fname}'s pad{' in ' + section if section else ''} stand "
+            "before its entry point, so callers never run them (GCC PR99217; "
+            "`recordpatch record --repair` moves the entry)")
+
+
 def has_table(elf: ElfFile) -> bool:
     return any(s.name == TABLE for s in elf.sections)
 
@@ -191,9 +198,7 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
         if nb != before:
             if nops > before and nb >= nops:
                 pr = True
-                problems.append(f"all {nops} nops of {fname}'s pad in {tsec.name} stand before "
-                                "its entry point, so callers never run them (GCC PR99217; "
-                                f"--repair moves the entry){cc}")
+                problems.append(pr99217_text(nops, fname, tsec.name) + cc)
             else:
                 problems.append(f"pad of {fname} in {tsec.name} starts {nb} nop{'s' * (nb != 1)} "
                                 f"before the function, expected {before}")

@@ -135,7 +135,9 @@ def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, qui
             return _record_patchable(path, data, st, elf, dry_run, warn_ignored, quirks,
                                      describe, nops, table, repair, backup)
         p = record.plan(elf, warn_ignored, quirks)
-        if p.already:
+        if p.refused:
+            status = "error"
+        elif p.already:
             status = "already"
         elif not p.count:
             status = "no-sites"
@@ -147,6 +149,8 @@ def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, qui
                 "endian": "little" if elf.endian == "<" else "big",
                 "reloc": "RELA" if p.rela else "REL", "sites": p.count,
                 "ignored": len(p.ignored)}
+        if p.refused:
+            info["error"] = record.refusal(p.refused)
         if describe:
             info["entries"] = site_details(elf, p.entries)
         if status == "recorded":
@@ -213,6 +217,9 @@ def _record_patchable(path, data, st, elf, dry_run, warn_ignored, quirks, descri
     diags.extend(pp.diagnostics)
     p = record.plan(elf, warn_ignored, quirks)
     diags.extend(p.diagnostics)
+    if p.refused:
+        return FileResult(path, "error", diags, {"path": path, "status": "error",
+                                                 "error": record.refusal(p.refused)})
     entries = list(p.entries)
     new_sections = p.new_sections
     if table == "mcount_loc" and not p.already:

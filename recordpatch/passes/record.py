@@ -16,7 +16,10 @@ Where we differ on purpose: a site must be a real call sequence
 (:func:`recordpatch.arch.mips.classify`), so address loads of _mcount (ftrace's
 own code inside a whole vmlinux.o) are not recorded; and the reference's
 "previous offset + 4" filter, whose state leaks from one section to the next,
-is replaced by pairing each %lo with its own %hi.
+is replaced by pairing each %lo with its own %hi. A call to _mcount the kernel
+cannot patch (:func:`recordpatch.arch.mips.refused_call`: 64-bit long calls without
+-msym32, microMIPS, other long-call forms) is refused: the plan carries an error and
+nothing is written, where the reference records a word ftrace would then corrupt.
 """
 
 from __future__ import annotations
@@ -56,6 +59,12 @@ class Site(named("Site", "section section_name offset kind")):
     # kind: mips.KIND_JAL / mips.KIND_LONG
 
 
+class Refused(named("Refused", "section section_name offset end reason")):
+    """A call to _mcount in a shape Linux's MIPS ftrace cannot patch (never recorded):
+    from the relocated word at ``offset`` to its jalr/jal at ``end``."""
+    __slots__ = ()
+
+
 class Entry(named("Entry", "site sym addend")):
     __slots__ = ()
     # sym: symbol the table entry is relocated against
@@ -76,12 +85,14 @@ class RecordPlan:
     """
 
     __slots__ = ("abi", "rela", "groups", "ignored", "diagnostics", "already", "new_sections",
-                 "_entries")
+                 "_entries", "refused")
 
-    def __init__(self, abi, rela, groups, ignored, diagnostics, already, new_sections):
+    def __init__(self, abi, rela, groups, ignored, diagnostics, already, new_sections,
+                 refused=()):
         self.abi, self.rela, self.groups, self.ignored = abi, rela, groups, ignored
         self.diagnostics, self.already, self.new_sections = diagnostics, already, new_sections
         self._entries = None
+        self.refused = list(refused)   # Refused calls: the plan must not be written
 
     @property
     def count(self) -> int:
@@ -179,14 +190,19 @@ def _kernel_calls(text, offs: list[int], types: list[int], endian: str) -> list[
     return list(map(and_, call, moved))
 
 
-def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignored, fast=None):
+def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignored, refused,
+                  fast=None):
     """Sites of one section the per-site way: (offsets, kinds) when ``counted``, else
-    appends to ``ignored``. ``fast``: per hit, already known to be a kernel call
-    (:func:`_kernel_calls`); those are taken as they are, the others (all of them
-    without ``fast``) classified here."""
+    appends to ``ignored``; calls the kernel cannot patch go to ``refused``. ``fast``:
+    per hit, already known to be a kernel call (:func:`_kernel_calls`); those are taken
+    as they are, the others (all of them without ``fast``) classified here."""
     KIND_JAL = mips.KIND_JAL
-    word = mips.words(elf.section_view(tgt), elf.endian)
+    view = elf.section_view(tgt)
+    word = mips.words(view, elf.endian)
+    half = mips.halfwords(view, elf.endian)
     lo16 = set(compress(offs, map(mips.R_MIPS_LO16.__eq__, types)))
+    refs = set(offs)
+    spans: dict[int, int] = {}   # last word -> first word of each refused call
     paired: set[int] = set()
     size, name, index = tgt.size, tgt.name, tgt.index
     found: list[tuple[int, int, str]] = []   # (hit number, offset, kind) of the sites
@@ -202,7 +218,16 @@ def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignor
         v = mips.classify(word, off, typ, lo16)
         where = f"{name}+{off:#x}"
         if not v.site:
-            diags.append(Diagnostic(NOTE, f"not a call, not recorded: {v.reason}", where))
+            r = mips.refused_call(word, half, off, typ, refs)
+            if r is not None:
+                if r.pair not in spans:
+                    spans[r.pair] = off
+                    if counted:
+                        refused.append(Refused(index, name, off, r.pair, r.reason))
+                    diags.append(Diagnostic(NOTE, "call to _mcount the kernel cannot patch, "
+                                            f"not recorded: {r.reason}", where))
+            elif not any(a <= off <= b for b, a in spans.items()):
+                diags.append(Diagnostic(NOTE, f"not a call, not recorded: {v.reason}", where))
             continue
         if v.pair >= 0:
             paired.add(v.pair)
@@ -227,14 +252,15 @@ def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignor
 
 
 def _scan(elf: ElfFile, warn_ignored: bool = False):
-    """(site groups, ignored sites, rela flavour, diagnostics) of an object."""
+    """(site groups, ignored sites, rela flavour, diagnostics, refused calls) of an object."""
     diags: list[Diagnostic] = []
     groups: list[SiteGroup] = []
     ignored: list[Site] = []
+    refused: list[Refused] = []
     rela = None
     symtab = elf.symtab
     if symtab is None:
-        return groups, ignored, rela, diags
+        return groups, ignored, rela, diags, refused
     msyms = symtab.indexes_named(MCOUNT)
     for rs, tgt in _code_relocation_sections(elf):
         counted = is_mcounted_name(tgt.name)
@@ -250,18 +276,28 @@ def _scan(elf: ElfFile, warn_ignored: bool = False):
             groups.append(SiteGroup(tgt.index, tgt.name, offs, [mips.KIND_JAL] * len(offs)))
             continue
         offs, kinds = _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags,
-                                    ignored, fast)
+                                    ignored, refused, fast)
         if offs:
             groups.append(SiteGroup(tgt.index, tgt.name, offs, kinds))
-    return groups, ignored, rela, diags
+    return groups, ignored, rela, diags, refused
 
 
 def find_sites(elf: ElfFile, warn_ignored: bool = False):
-    """(sites, ignored sites, rela flavour, diagnostics) of an object."""
-    groups, ignored, rela, diags = _scan(elf, warn_ignored)
+    """(sites, ignored sites, rela flavour, diagnostics, refused calls) of an object."""
+    groups, ignored, rela, diags, refused = _scan(elf, warn_ignored)
     sites = [Site(g.section, g.section_name, off, kind)
              for g in groups for off, kind in zip(g.offsets, g.kinds)]
-    return sites, ignored, rela, diags
+    return sites, ignored, rela, diags, refused
+
+
+def refusal(refused: list[Refused]) -> str:
+    """The one-line error for an object with calls the kernel cannot patch."""
+    first = refused[0]
+    n = len(refused)
+    return (f"{n} call{'s' * (n != 1)} to _mcount that Linux's MIPS ftrace cannot patch "
+            f"(first at {first.section_name}+{first.offset:#x}: {first.reason}); not recorded, "
+            "file left unchanged: recorded, the kernel would write a wrong program over "
+            "them; unrecorded, they would call _mcount untraceably")
 
 
 def reference_drops(elf: ElfFile) -> list[tuple[int, int]]:
@@ -301,7 +337,10 @@ def plan(elf: ElfFile, warn_ignored: bool = False, quirks: bool = False) -> Reco
     if already_recorded(elf):
         return RecordPlan(abi, False, [], [], [Diagnostic(
             WARNING, f"{TABLE} already exists; file left unchanged")], True, [])
-    groups, ignored, rela, diags = _scan(elf, warn_ignored)
+    groups, ignored, rela, diags, refused = _scan(elf, warn_ignored)
+    if refused:
+        diags.append(Diagnostic(ERROR, refusal(refused)))
+        return RecordPlan(abi, bool(rela), [], ignored, diags, False, [], refused)
     if groups and (quirks or warn_ignored):
         drops = set(reference_drops(elf))
         kept = []
