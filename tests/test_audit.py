@@ -288,7 +288,8 @@ def test_linked_patchable_pad_states(target, tmp_path):
 
 # ---------------------------------------------------------------- (d) patchable fixtures
 def test_patchable_fixtures_defects():
-    paths = [FIXTURES / t / d for t in ("mips", "mips64el", "mipsr6") for d in ("pfe3", "pfe3-fs")]
+    paths = [FIXTURES / t / d / "patchable.o" for t in ("mips", "mips64el", "mipsr6")
+             for d in ("pfe3", "pfe3-fs")]
     r, js = audit_json(*paths)
     assert r.returncode == 1
     for f in js["files"]:

@@ -82,6 +82,7 @@ class Image:
         self.mask = (1 << elf.bits) - 1
         self.syms = {}
         self.funcs = []
+        self._func_index: dict = {}
         if elf.symtab is not None:
             for s in elf.symtab:
                 if s.section and s.name:
@@ -101,16 +102,25 @@ class Image:
         return self.word.unpack_from(self.data, off)[0]
 
     def func_at(self, addr: int, section: int | None = None) -> str:
-        best = None
-        for s in self.funcs:
-            if section is not None and s.section != section:
-                continue
-            v = s.value & ~1
-            if v == addr:
-                return s.name
-            if v <= addr < v + max(s.size, 1) and (best is None or v > best.value):
-                best = s
-        return best.name if best else ""
+        """The function starting at ``addr``, else the one containing it (the highest
+        start), else "". One bisect per call: a vmlinux has ~24k sites and ~30k functions."""
+        from bisect import bisect_right
+        idx = self._func_index.get(section)
+        if idx is None:
+            fs = sorted(((s.value & ~1, s) for s in self.funcs
+                         if section is None or s.section == section), key=lambda x: x[0])
+            idx = self._func_index[section] = ([v for v, _ in fs], [f for _, f in fs])
+        starts, funcs = idx
+        k = bisect_right(starts, addr)
+        if k and starts[k - 1] == addr:
+            return funcs[bisect_right(starts, addr - 1)].name   # the first defined there
+        for j in range(k - 1, -1, -1):
+            v, f = starts[j], funcs[j]
+            if v <= addr < v + max(f.size, 1):
+                return f.name
+            if addr - v > 0x100000:   # no function is that long
+                break
+        return ""
 
     def address_of(self, spec, what: str) -> tuple[int, str, bool]:
         """(address, name, is_symbol) for a symbol name or a number."""
@@ -141,18 +151,36 @@ def _table_words(img: Image, name: str):
                 yield struct.unpack_from(fmt, data, k * elf.word)[0]
 
 
+def _is_pad(img: Image, addr: int, pad_words: int) -> bool:
+    """Nops or one of the design's pad states at ``addr`` (not a -pg call site)."""
+    try:
+        off, _ = img.file_offset(addr, 4 * pad_words)
+    except PatchError:
+        return False
+    w = [img.read(off + 4 * k) for k in range(3)]
+    return all(x == mips.NOP for x in w) or bool(mips.pad_state(*w, E.flag_reg_default(img.t.abi), img.t.r6))
+
+
 def find_sites(img: Image, pad_words: int) -> list[Site]:
     elf = img.elf
     sites = []
     if img.linked:
+        from .audit import linked_tables
         starts = {s.value & ~1 for s in img.funcs}
-        for addr in _table_words(img, TABLE_PFE):
-            off, sec = img.file_offset(addr, 4 * pad_words)
-            if addr not in starts and addr + 4 * pad_words in starts:
-                _refuse_pr99217(img.func_at(addr + 4 * pad_words), pad_words)
-            sites.append(Site("pad", addr, off, pad_words, img.func_at(addr), sec))
-        if any(s.name == TABLE_MCOUNT for s in elf.sections):
-            for addr in _table_words(img, TABLE_MCOUNT):
+        fmt = elf.endian + ("I" if elf.word == 4 else "Q")
+        named = {s.name for s in elf.sections}
+        for name, _, data in linked_tables(elf, elf.symtab):
+            for (addr,) in struct.iter_unpack(fmt, data):
+                if not addr:
+                    continue  # an entry of a discarded section
+                # a vmlinux keeps either table between __start/__stop_mcount_loc (no section
+                # of that name is left): its pads are told from -pg sites by their words
+                if name == TABLE_PFE or name not in named and _is_pad(img, addr, pad_words):
+                    off, sec = img.file_offset(addr, 4 * pad_words)
+                    if addr not in starts and addr + 4 * pad_words in starts:
+                        _refuse_pr99217(img.func_at(addr + 4 * pad_words), pad_words)
+                    sites.append(Site("pad", addr, off, pad_words, img.func_at(addr), sec))
+                    continue
                 off, sec = img.file_offset(addr, 8)
                 w = img.read(off)
                 kind = "pg-module" if mips.is_lui(w, E.REG_V1) or _is_b(w) else "pg-kernel"
@@ -235,6 +263,7 @@ class States:
         from ..arch.asm import assembler
         self.img, self.t = img, img.t
         self.a = assembler(img.t)
+        self._pad_words: dict = {}
         t = self.t
         if opts.flag_reg is None:
             self.flag = E.flag_reg_default(t.abi)
@@ -299,7 +328,11 @@ class States:
     def words(self, site: Site, state: str) -> list[int]:
         pc = site.addr if self.img.linked else 0
         if site.kind == "pad":
-            return self.a.encode_all(self.pad_insns(state, site.n), pc)
+            # no pad word is PC-relative: encode (and verify) each state once, not per site
+            key = (state, site.n)
+            if key not in self._pad_words:
+                self._pad_words[key] = self.a.encode_all(self.pad_insns(state, site.n), pc)
+            return self._pad_words[key]
         if site.kind == "pg-kernel":
             if state == "nop":
                 return self.a.encode_all([E.nop(), E.nop()], pc)
