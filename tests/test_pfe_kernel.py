@@ -166,3 +166,85 @@ def test_repaired_address_loads_reach_the_pad(target, tmp_path):
         assert text.data()[off:off + 12] == bytes(12)
     loads = _addr_loads(dis, "pk_wait_a") + _addr_loads(dis, "pk_wait_b")
     assert len(loads) == 3 and all(a == ready & 0xFFFFFFFF for a in loads), (hex(ready), loads)
+
+
+LDS = """ENTRY(pk_text)
+SECTIONS
+{
+	. = KERNEL_BASE;
+	.text : { *(.text) *(.sched.text) }
+	.init.text : { *(.init.text) }
+	.init.data : ALIGN(8) {
+		__start_mcount_loc = .;
+		KEEP(*(__mcount_loc))
+		KEEP(*(__patchable_function_entries))
+		__stop_mcount_loc = .;
+	}
+	.data : { *(.data .data.* .rodata .rodata.* .sdata .sbss .bss .bss.*) }
+	/DISCARD/ : { *(.MIPS.abiflags) *(.reginfo) *(.pdr) *(.comment) *(.gnu.attributes) }
+}
+"""
+
+
+@pytest.mark.parametrize("target,base", [("mipsel", 0x80100000), ("mips64", 0xFFFFFFFF80100000)])
+def test_patch_linked_kernel_finds_pads_between_start_and_stop(target, base, tmp_path):
+    """A vmlinux keeps __patchable_function_entries inside .init.data between
+    __start_mcount_loc and __stop_mcount_loc (include/asm-generic/vmlinux.lds.h MCOUNT_REC)
+    with no section of that name: `patch --state init` must still find every pad."""
+    obj = fixture(target, tmp_path)
+    assert run_ours("record", "--repair", obj).returncode == 0
+    lds = tmp_path / "k.lds"
+    lds.write_text(LDS)
+    kernel = tmp_path / "vmlinux"
+    res = subprocess.run([cross(target, "ld"), "--no-warn-rwx-segments", "-T", str(lds),
+                          "--defsym", f"KERNEL_BASE={base:#x}", "--defsym", f"pfe_ext={base:#x}",
+                          "--defsym", f"pk_wait={base:#x}", "-o", str(kernel), str(obj)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    with open(kernel, "rb") as f:
+        e = ELFFile(f)
+        assert e.get_section_by_name("__patchable_function_entries") is None
+        syms = {s.name: s["st_value"] for s in e.get_section_by_name(".symtab").iter_symbols()}
+        assert syms["__stop_mcount_loc"] - syms["__start_mcount_loc"] == \
+            len(TRACED) * (8 if target == "mips64" else 4)
+    tramp = (base & ~0xFFFFFFFF) | TRAMP
+    out = tmp_path / "vmlinux.init"
+    r = run_ours("patch", kernel, "-o", out, "--state", "init", "--trampoline", hex(tramp))
+    assert r.returncode == 0, r.stderr
+    assert f"{len(TRACED)} sites to init" in r.stdout + r.stderr
+    flag = 12 if target == "mips64" else 8
+    want = [0x3C010000 | TRAMP >> 16, 0x00000000, 0x24000000 | flag << 16]
+    with open(out, "rb") as f:
+        e = ELFFile(f)
+        end = "<" if e.little_endian else ">"
+        for name in TRACED:
+            addr = syms[name]
+            sec = next(s for s in e.iter_sections()
+                       if s["sh_addr"] <= addr < s["sh_addr"] + s["sh_size"] and s["sh_flags"] & 4)
+            got = struct.unpack_from(end + "3I", sec.data(), addr - sec["sh_addr"])
+            assert list(got) == want, name
+
+
+def test_finished_module_link_order_is_no_finding(tmp_path):
+    """In a finished module (.gnu.linkonce.this_module present: scripts/Makefile.modfinal's
+    link was its last) a table linked to .text that lists .init.text pads can no longer
+    lose an entry to --gc-sections: audit lists GCC's defect but reports no finding. The
+    same object before that link still gets the finding."""
+    obj = fixture("mipsel", tmp_path)
+    assert run_ours("record", "--repair", obj).returncode == 0
+    mod = tmp_path / "this_module.o"
+    res = subprocess.run([cross("mipsel", "as"), "-o", str(mod), "-"], input=
+                         '\t.section .gnu.linkonce.this_module,"aw"\n\t.space 64\n',
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    ko = tmp_path / "pfe_kernel.ko"
+    res = subprocess.run([cross("mipsel", "ld"), "-r", "-o", str(ko), str(obj), str(mod)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    linked, counts = table_targets(ko)
+    assert linked == ".text" and counts[".init.text"] == 3   # the defect survives ld -r
+    for path, findings in ((obj, True), (ko, False)):
+        r = run_ours("audit", "--json", path)
+        js = json.loads(r.stdout)["files"][0]
+        assert {d["id"] for d in js["defects"]} == {"SHF_LINK_ORDER"}
+        assert bool(js["findings"]) == findings and r.returncode == (1 if findings else 0)
