@@ -74,7 +74,7 @@ rp_version() {
 # --- set-up: packages, source tree, configuration ------------------------------------------------
 setup() {
     local pkgs=(make xz-utils bc flex bison libssl-dev libelf-dev cpio time python3
-                linux-source-6.1 qemu-system-mips gcc-$PKG binutils-$PKG) missing=() p
+                linux-source-6.1 qemu-system-mips ipxe-qemu seabios gcc-$PKG binutils-$PKG) missing=() p
     for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
