@@ -13,6 +13,7 @@ exactly the objects the patch changes. The known differences the patch does not 
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,7 +44,7 @@ def tools(request):
     need("patch", shutil.which("patch") is not None)
     out = ROOT / "build" / "recordmcount-fixed" / v
     r = subprocess.run(["bash", str(ROOT / "kernel" / "fixed-recordmcount.sh"), v, str(out)],
-                       env={"PATH": "/usr/bin:/bin", "ORIG": "1"}, capture_output=True, text=True)
+                       env=dict(os.environ, ORIG="1"), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()) == out / "recordmcount"
     return v, out / "recordmcount", out / "recordmcount-orig"
@@ -56,17 +57,19 @@ def test_patch_builds_without_new_warnings(tools):
         (orig.parent / "recordmcount-orig.warnings").read_text()
 
 
-_ours: dict[Path, tuple] = {}
-
-
-def _ours_output(src: Path, tmp: Path):
-    """recordpatch's default output for a fixture (computed once for both kernel versions)."""
-    if src not in _ours:
-        (tmp / "ours").mkdir()
-        f = materialize(src, tmp / "ours")
-        r = run_ours("record", f)
-        _ours[src] = (r.returncode, f.read_bytes(), f)
-    return _ours[src]
+@pytest.fixture(scope="session")
+def ours(tmp_path_factory):
+    """recordpatch's default output for every fixture: one `recordpatch record` process on
+    private copies. src -> (refused, output bytes, output path)."""
+    d = tmp_path_factory.mktemp("ours")
+    copies = {}
+    for i, src in enumerate(OBJECTS):
+        (d / str(i)).mkdir()
+        copies[src] = materialize(src, d / str(i))
+    r = run_ours("record", *copies.values())
+    refused = {ln.split(": error: ", 1)[0] for ln in r.stderr.splitlines() if ": error: " in ln}
+    assert r.returncode == (1 if refused else 0), r.stderr
+    return {src: (str(f) in refused, f.read_bytes(), f) for src, f in copies.items()}
 
 
 def _run(tool: Path, src: Path, tmp: Path, name: str):
@@ -77,15 +80,15 @@ def _run(tool: Path, src: Path, tmp: Path, name: str):
 
 
 @pytest.mark.parametrize("src", OBJECTS, ids=fixture_id)
-def test_patched_reference_is_recordpatch(tools, src: Path, tmp_path):
+def test_patched_reference_is_recordpatch(tools, ours, src: Path, tmp_path):
     v, fixed, _ = tools
     rf, f = _run(fixed, src, tmp_path, "fixed")
-    rc, ours, ours_path = _ours_output(src, tmp_path)
+    refused, ours, ours_path = ours[src]
     if rf.returncode != 0:  # weakstrip.o: refused by both, untouched by both
-        assert src.name == "weakstrip.o" and rc == 1, rf.stderr
+        assert src.name == "weakstrip.o" and refused, rf.stderr
         assert f.read_bytes() == src.read_bytes() == ours
         return
-    assert rc == 0
+    assert not refused
     theirs = recorded_sites(f)
     assert theirs == reference_model(src, per_section=True)
     if src.name in LOADS:
@@ -134,8 +137,10 @@ def test_patched_reference_manysec(tools, src: Path, tmp_path):
     _, fixed, _ = tools
     rf, f = _run(fixed, src, tmp_path, "fixed")
     assert rf.returncode == 0, rf.stderr
-    rc, ours, _ = _ours_output(src, tmp_path)
-    assert rc == 0
+    (tmp_path / "ours").mkdir()
+    o = materialize(src, tmp_path / "ours")
+    assert run_ours("record", o).returncode == 0
+    ours = o.read_bytes()
     if src.parent.parent.name == "mips64":
         (tmp_path / "input").mkdir()
         assert f.read_bytes() == materialize(src, tmp_path / "input").read_bytes() != ours
