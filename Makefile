@@ -63,16 +63,22 @@ clean:
 # (malta_defconfig + ftrace) with the reference recordmcount, with recordpatch per object and with
 # the `recordpatch vmlinux.o` hook; compares the ftrace tables and boots each in QEMU.
 # ~25 min on 2 cores the first time (one full build), a few minutes after. See docs/kernel-e2e.md.
+# On a fresh Debian machine it first installs what the variant needs (apt-get; kernel/e2e-setup.sh)
+# and says how long it will take; then `make venv`, then the run.
 #   make kernel-e2e [KERNEL_E2E_ARCH=mips64] [KERNEL_E2E_WORK=/work/kbuild] [STEPS=modules]
 KERNEL_E2E_ARCH ?= mipsel
 KERNEL_E2E_WORK ?= /work/kbuild
+KERNEL_E2E_ENV = E2E_ARCH=$(KERNEL_E2E_ARCH) WORK=$(KERNEL_E2E_WORK)
 .PHONY: kernel-e2e
 # KERNEL_E2E_ARCH=mipsel-pfe|mips64-pfe: the -fpatchable-function-entry kernels (kernel/pfe/,
 # docs/kernel-pfe.md): built with our MIPS patch series, repaired and checked by recordpatch,
 # audited, pre-patched and booted, with the unrepaired and misaligned controls.
-kernel-e2e: venv
-	E2E_ARCH=$(KERNEL_E2E_ARCH) WORK=$(KERNEL_E2E_WORK) RECORDPATCH=$(abspath $(RP)) \
-	  bash kernel/$(if $(filter %-pfe,$(KERNEL_E2E_ARCH)),pfe-e2e.sh,e2e.sh)
+KERNEL_E2E_PFE = $(filter %-pfe,$(KERNEL_E2E_ARCH))
+kernel-e2e:
+	$(if $(KERNEL_E2E_PFE),,$(KERNEL_E2E_ENV) E2E_SETUP_ONLY=1 bash kernel/e2e.sh)
+	$(MAKE) venv
+	$(KERNEL_E2E_ENV) E2E_SETUP=0 RECORDPATCH=$(abspath $(RP)) \
+	  bash kernel/$(if $(KERNEL_E2E_PFE),pfe-e2e.sh,e2e.sh)
 
 # Patch the bundled qemu-user test program (testdata/qemu/) and show function fb before and
 # after, disassembled, and what the program prints in each state (issue 4).

@@ -24,6 +24,10 @@
 #   E2E_ARCH=mips64 kernel/e2e.sh     mips64 big-endian n64 (malta_defconfig + 64BIT, MIPS64R2)
 #   E2E_ARCH=mipsr6 kernel/e2e.sh     o32 big-endian MIPS32 release 6 (malta_defconfig + CPU_MIPS32_R6)
 #   STEPS="ref B"  BOOT=0  JOBS=2  WORK=/work/kbuild  BOOT_TIMEOUT=900
+#   STEPS=fixedref                    the reference with kernel/patches/recordmcount-*.patch on every
+#                                     object, against recordpatch's (needs B; modules too if built)
+# First it installs what the variant needs with apt-get (kernel/e2e-setup.sh: E2E_SETUP=0 skips,
+# E2E_SETUP_DRYRUN=1 only prints, E2E_SETUP_ONLY=1 stops after it) and says how long it will take.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -380,6 +384,37 @@ r = json.load(open(sys.argv[1])); s = r.get("summary", r)
 print(", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, (dict, list))))' "$d/audit.json" 2>/dev/null || echo "see $d/audit.json")"
 }
 
+# --- fixedref: the reference with its +4 filter kept within one section ----------------------
+# kernel/patches/recordmcount-<version>.patch applied to the kernel's own recordmcount.c, built as
+# Kbuild builds it (kernel/fixed-recordmcount.sh); every corpus object recorded by it (one process
+# each, Kbuild's arguments) against recordpatch's per-object output (B; and the modules' if
+# STEPS=modules ran). Expected: no table difference, only the reference's padding bytes.
+FIXED_REF_VERSION=${FIXED_REF_VERSION:-${KERNEL_VERSION:-6.1}}
+step_fixedref() {
+    local d=$OUT/fixedref tool
+    mkdir -p "$d"
+    tool=$(SRC_TAR=$SRC_TAR "$HERE/fixed-recordmcount.sh" "$FIXED_REF_VERSION" \
+        "$WORK/recordmcount-fixed-$FIXED_REF_VERSION")
+    [ -d "$RPREC" ] || { log "fixedref: no $RPREC: run step B first"; exit 1; }
+    log "fixedref: $tool (kernel/patches/recordmcount-$FIXED_REF_VERSION.patch) on every object"
+    local fix=$WORK/fixrec-$E2E_ARCH
+    rm -rf "$fix"; mkdir -p "$fix"
+    copy_objects "$CORPUS" "$fix"
+    REF_TOOL=$tool record_with_reference "$fix" "$OUT/ref/args.log" > "$d/record.log" 2>&1 || true
+    objects | xargs "$PY" "$HERE/mcount_table.py" objdiff "$fix" "$RPREC" > "$d/objdiff.txt"
+    log "fixedref: built-in objects, patched reference vs recordpatch: $(tail -1 "$d/objdiff.txt")"
+    local mrp=$WORK/modrprec-$E2E_ARCH margs=$OUT/modules/args.log
+    if [ -d "$mrp" ] && [ -f "$margs" ]; then
+        fix=$WORK/modfixrec-$E2E_ARCH
+        rm -rf "$fix"; mkdir -p "$fix"
+        copy_objects "$MODCORPUS" "$fix"
+        REF_TOOL=$tool record_with_reference "$fix" "$margs" > "$d/modrecord.log" 2>&1 || true
+        sed 's/^-w //' "$margs" | xargs "$PY" "$HERE/mcount_table.py" objdiff "$fix" "$mrp" \
+            > "$d/modobjdiff.txt"
+        log "fixedref: module objects, patched reference vs recordpatch: $(tail -1 "$d/modobjdiff.txt")"
+    fi
+}
+
 # --- compare, boot ----------------------------------------------------------------------------
 cmp_report() {  # json file, ref, others...
     local j=$1; shift
@@ -445,6 +480,9 @@ step_boot() {
     done
 }
 
+. "$HERE/e2e-setup.sh"
+e2e_setup
+[ "${E2E_SETUP_ONLY:-0}" = 1 ] && exit 0
 mkdir -p "$WORK" "$OUT"
 setup_tree
 want ref && step_ref
@@ -454,5 +492,6 @@ want controls && step_controls
 want quirks && step_quirks
 want compare && step_compare
 want modules && step_modules
+want fixedref && step_fixedref
 if want boot && [ "$BOOT" = 1 ]; then step_boot; fi
 log "done; results in $OUT"

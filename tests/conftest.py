@@ -191,14 +191,17 @@ def expected_sites(path: Path):
     return sites or None
 
 
-def reference_model(path: Path):
+def reference_model(path: Path, per_section: bool = False):
     """What Debian's recordmcount records, modelled independently: every relocation against
     `_mcount`, except one lying exactly 4 bytes after the previous one. That filter is meant
     for the %lo after a long-call %hi, but its memory (a static in MIPS_is_fake_mcount) is not
     reset between sections, so the first call of a section whose offset is the previous
-    section's last call + 4 is dropped too: a real function that ftrace never sees."""
-    out, prev = [], None
+    section's last call + 4 is dropped too: a real function that ftrace never sees.
+    ``per_section``: the filter forgets at each section, as with kernel/patches/recordmcount-*.patch."""
+    out, prev, sec = [], None, None
     for i, n, o, _ in mcount_relocs(path):
+        if per_section and i != sec:
+            prev, sec = None, i
         if prev is None or o - prev != 4:
             out.append((i, n, o))
         prev = o

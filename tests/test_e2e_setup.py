@@ -1,0 +1,65 @@
+"""kernel/e2e-setup.sh (sourced by kernel/e2e.sh): on a fresh Debian machine `make kernel-e2e`
+installs what the variant needs. Checked with E2E_SETUP_DRYRUN=1 and a `dpkg` that knows no
+package (a fresh machine) or every package; the expected names are Debian's package names."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+COMMON = {"make", "gcc", "libc6-dev", "bc", "flex", "bison", "libssl-dev", "libelf-dev", "cpio",
+          "xz-utils", "patch", "file", "time", "git", "linux-source-6.1", "linux-kbuild-6.1",
+          "python3", "python3-venv"}
+CROSS = {"mipsel": {"gcc-mipsel-linux-gnu", "binutils-mipsel-linux-gnu"},
+         "mips64": {"gcc-mips64-linux-gnuabi64", "binutils-mips64-linux-gnuabi64"},
+         "mipsr6": {"gcc-mipsisa32r6-linux-gnu", "binutils-mipsisa32r6-linux-gnu"}}
+
+
+def dry_run(tmp: Path, known: bool, **env):
+    """kernel/e2e.sh up to its set-up, with stub dpkg and python3 (fresh machine unless known)."""
+    stubs = tmp / "bin"
+    stubs.mkdir(exist_ok=True)
+    for tool in ("dpkg", "python3"):
+        (stubs / tool).write_text(f"#!/bin/sh\nexit {0 if known else 1}\n")
+        (stubs / tool).chmod(0o755)
+    e = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", WORK=str(tmp / "work"),
+             E2E_SETUP_ONLY="1", E2E_SETUP_DRYRUN="1", **env)
+    if "STEPS" not in env:
+        e.pop("STEPS", None)
+    r = subprocess.run(["bash", str(ROOT / "kernel" / "e2e.sh")], env=e, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp / "work").exists(), "the set-up-only run must not touch WORK"
+    lines = r.stdout.splitlines()
+    would = [ln.split("--no-install-recommends ", 1)[1].split() for ln in lines if "would run" in ln]
+    return lines, (set(would[0]) if would else None)
+
+
+@pytest.mark.parametrize("arch", sorted(CROSS))
+def test_fresh_machine_gets_every_package(arch, tmp_path):
+    lines, pkgs = dry_run(tmp_path, known=False, E2E_ARCH=arch)
+    assert pkgs == COMMON | CROSS[arch] | {"qemu-system-mips"}
+    assert "expected time" in lines[0] and "reference build" in lines[0]
+
+
+def test_no_qemu_without_boot_and_other_source(tmp_path):
+    _, pkgs = dry_run(tmp_path, known=False, BOOT="0", SRC_TAR="/usr/src/linux-source-6.12.tar.xz")
+    assert "qemu-system-mips" not in pkgs and "linux-source-6.12" in pkgs
+    assert "linux-source-6.1" not in pkgs
+    _, pkgs = dry_run(tmp_path, known=False, STEPS="ref B")
+    assert "qemu-system-mips" not in pkgs
+
+
+def test_installed_machine_installs_nothing(tmp_path):
+    lines, pkgs = dry_run(tmp_path, known=True, E2E_ARCH="mips64")
+    assert pkgs is None and len(lines) == 1 and "expected time" in lines[0]
+
+
+def test_setup_can_be_skipped(tmp_path):
+    lines, pkgs = dry_run(tmp_path, known=False, E2E_SETUP="0")
+    assert pkgs is None and lines == []
