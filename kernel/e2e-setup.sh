@@ -20,8 +20,10 @@ e2e_packages() {  # the Debian packages this run needs, one per line
     # the reference recordmcount: /usr/lib/linux-kbuild-6.1/scripts/recordmcount
     case $REF_TOOL in /usr/lib/linux-kbuild-*/scripts/recordmcount)
         echo "${REF_TOOL#/usr/lib/}" | cut -d/ -f1 ;; esac
-    # qemu-system-mips has qemu-system-mips, -mipsel, -mips64 and -mips64el
-    [ $want_boot = 0 ] || echo qemu-system-mips
+    # qemu-system-mips has qemu-system-mips, -mipsel, -mips64 and -mips64el; the malta board
+    # also loads the pcnet and cirrus ROMs, which only its recommended packages bring
+    # (without them: `failed to find romfile "efi-pcnet.rom"`, then "vgabios-cirrus.bin")
+    [ $want_boot = 0 ] || printf '%s\n' qemu-system-mips ipxe-qemu seabios
     # `make venv` needs a python3 with venv and ensurepip (Debian: python3-venv)
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || printf '%s\n' python3 python3-venv
 }
