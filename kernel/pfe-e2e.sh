@@ -234,7 +234,7 @@ boot_one() {  # variant dir
         echo "$sha" > "$d/console.sha"
     fi
     "$PY" "$HERE/console_summary.py" "$d/console.log" > "$d/selftest.txt"
-    grep -h -E 'ftrace: [0-9]+ pads|ftrace: pad at|ftrace failed|ftrace_regs_caller at' "$d/console.log" \
+    grep -h -E 'ftrace: [0-9]+ pads|stands before its label|ftrace failed|ftrace_regs_caller at' "$d/console.log" \
         | sed 's/^\[[ 0-9.]*\] //' >> "$d/selftest.txt" || true
     log "boot: $(cat "$d/boot.txt"); $(grep -c 'PASSED' "$d/selftest.txt" || true) PASSED, $(grep -c -E 'FAILED|NO VERDICT' "$d/selftest.txt" || true) failed"
 }
