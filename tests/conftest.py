@@ -154,12 +154,21 @@ def strip_index(sites):
 
 R_MIPS_26, R_MIPS_HI16 = 4, 5
 
+#: The section names Linux 6.1's recordmcount records (scripts/recordmcount.c
+#: is_mcounted_section_name): the ".text" prefix and these exact names. Restated here, not
+#: imported from recordpatch, so that a name missing from recordpatch's rules fails a test.
+TRACED_NAMES = (".init.text", ".ref.text", ".sched.text", ".spinlock.text", ".irqentry.text",
+                ".softirqentry.text", ".kprobes.text", ".cpuidle.text")
+
+
+def is_traced_name(name: str) -> bool:
+    return name.startswith(".text") or name in TRACED_NAMES
+
 
 def mcount_relocs(path: Path):
     """Relocations against `_mcount` in ftrace's sections, in the order recordmcount walks them:
     (section index, section name, r_offset, r_type), read with pyelftools."""
     from elftools.elf.elffile import ELFFile
-    from recordpatch.passes.record import is_mcounted_name
 
     out = []
     with open(path, "rb") as f:
@@ -169,7 +178,7 @@ def mcount_relocs(path: Path):
                 continue
             tgt = e.get_section(rs["sh_info"])
             if (tgt["sh_type"] != "SHT_PROGBITS" or not tgt["sh_flags"] & 4
-                    or not is_mcounted_name(tgt.name)):
+                    or not is_traced_name(tgt.name)):
                 continue
             symtab = e.get_section(rs["sh_link"])
             msym = None
@@ -200,3 +209,46 @@ def reference_model(path: Path):
             out.append((i, n, o))
         prev = o
     return sorted(out) or None
+
+
+def objdump_mcount_refs(target: str, path: Path) -> dict:
+    """Every relocation against `_mcount` in an executable section, read by GNU objdump
+    (`-dr`), mapped (section name, offset) -> whether the instruction there is a `-pg`
+    call: a `jal` with R_MIPS_26, or a long call's `lui v1` with R_MIPS_HI16 followed by
+    a `jalr v1` within the next three instructions (MIPS64: R_MIPS_HIGHEST is a call too).
+    The %lo halves of long calls are left out; any other reference (an address load)
+    maps to False. Independent of recordpatch: binutils decodes the instructions."""
+    import re
+    out = subprocess.run([cross(target, "objdump"), "-dr", "-z", "--no-show-raw-insn", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    insn = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)\s*(\S*)")
+    reloc = re.compile(r"^\s*([0-9a-f]+): (R_\w+)\s+(\S+)")
+    section, code, refs = None, {}, []
+    for line in out.splitlines():
+        if line.startswith("Disassembly of section "):
+            section = line[len("Disassembly of section "):].rstrip(":")
+            code[section] = {}
+            continue
+        m = reloc.match(line)
+        if m:
+            if re.fullmatch(r"_mcount([+-]0x[0-9a-f]+)?", m.group(3)):
+                refs.append((section, int(m.group(1), 16), m.group(2)))
+            continue
+        m = insn.match(line)
+        if m and section is not None:
+            code[section][int(m.group(1), 16)] = (m.group(2), m.group(3))
+    found = {}
+    for section, off, rtype in refs:
+        op, args = code[section].get(off, ("?", ""))
+        if rtype == "R_MIPS_LO16":
+            continue
+        if rtype == "R_MIPS_26":
+            found[(section, off)] = op == "jal"
+        elif rtype in ("R_MIPS_HI16", "R_MIPS_HIGHEST"):
+            follow = [code[section].get(off + 4 * k, ("?", "")) for k in (1, 2, 3, 4)]
+            found[(section, off)] = (op == "lui" and args.startswith("v1,")
+                                     and any(o == "jalr" and a in ("v1", "ra,v1")
+                                             for o, a in follow))
+        else:
+            found[(section, off)] = False
+    return found
