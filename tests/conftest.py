@@ -33,12 +33,23 @@ PREFIX = {
 
 
 def need(what: str, ok: bool):
-    """Skip (developer machine) or fail (CI) when an external tool is missing."""
+    """Skip (developer machine) or fail (CI) when an external tool is missing; also at
+    module level (a failure there is a collection error, which fails the run)."""
     if ok:
         return
     if IN_CI:
-        pytest.fail(f"{what} is required in CI but missing (.ci/run must install it)")
-    pytest.skip(f"{what} not installed")
+        pytest.fail(f"{what} is required in CI but missing (.ci/run must install it)",
+                    pytrace=False)
+    pytest.skip(f"{what} not installed", allow_module_level=True)
+
+
+def need_module(name: str):
+    """importorskip that fails under CI: the test extras must provide ``name``."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        need(f"Python module {name} (pip install -e '.[test]')", False)
 
 
 def reference_tool() -> Path:
@@ -89,9 +100,37 @@ def run_reference(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(reference_tool()), str(path)], capture_output=True, text=True)
 
 
+#: `make mutate` sets this: the CLI then runs inside the test process, where the mutation
+#: tool sees (and switches) the code it mutated; a subprocess would hide it.
+IN_PROCESS = bool(os.environ.get("RECORDPATCH_TESTS_IN_PROCESS"))
+
+
 def run_ours(*args, check=False, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recordpatch", *map(str, args)],
+    argv = [*map(str, args)]
+    if IN_PROCESS:
+        return _run_in_process(argv, check, cwd or ROOT)
+    return subprocess.run([sys.executable, "-m", "recordpatch", *argv],
                           capture_output=True, text=True, check=check, cwd=cwd or ROOT)
+
+
+def _run_in_process(argv: list, check: bool, cwd) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+    from recordpatch.cli import main
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main(argv)
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(here)
+    r = subprocess.CompletedProcess(argv, rc, out.getvalue(), err.getvalue())
+    if check:
+        r.check_returncode()
+    return r
 
 
 def recorded_sites(path: Path):
