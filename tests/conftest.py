@@ -81,6 +81,22 @@ def is_non_pg_fixture(p: Path) -> bool:
     return p.parent.name.startswith("pfe") or p.parent.name == "check"
 
 
+def manifest_commands() -> dict:
+    """fixtures/MANIFEST as {path relative to fixtures/: argv of the command that built it}
+    (line format `path | command | sha256=...`, the command's paths relative to testdata/)."""
+    out = {}
+    for line in (FIXTURES / "MANIFEST").read_text().splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) == 3:
+            out[fields[0]] = fields[1].split()
+    return out
+
+
+def built_with_pg(p: Path) -> bool:
+    """The fixture's compiler command had -pg (Kbuild runs recordmcount on no other object)."""
+    return "-pg" in manifest_commands()[str(p.relative_to(FIXTURES))]
+
+
 def fixture_id(p: Path) -> str:
     return str(p.relative_to(FIXTURES))
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (FIXTURES, TRACED_NAMES, cross, expected_sites, fixture_id, is_traced_name,
-                      materialize, objdump_mcount_refs, pg_objects, recorded_sites,
+from conftest import (FIXTURES, TRACED_NAMES, built_with_pg, cross, expected_sites, fixture_id,
+                      is_traced_name, manifest_commands, materialize, objdump_mcount_refs,
+                      pg_objects, recorded_sites,
                       reference_model, run_ours, run_reference, strip_index, target_of)
 
 WHOLE = {"vmlinux.o", "module.ko"}
@@ -105,22 +106,18 @@ def test_idempotent(src: Path, tmp_path):
 
 
 def _parts_of(whole: Path) -> list[tuple[Path, bool]]:
-    """The objects a linked fixture was made from, in link order, each with whether it was
-    compiled with -pg: the inputs of its `ld -r` line in the MANIFEST (format
-    `path | command | sha256=...`, paths relative to testdata/) and their own lines."""
-    commands = {}
-    for line in (FIXTURES / "MANIFEST").read_text().splitlines():
-        fields = [f.strip() for f in line.split("|")]
-        if len(fields) == 3:
-            commands[fields[0]] = fields[1].split()
+    """The objects a linked fixture was made from, in link order (the inputs of its `ld -r`
+    line in the MANIFEST), each with whether it was compiled with -pg."""
+    commands = manifest_commands()
     rel = str(whole.relative_to(FIXTURES))
     if rel not in commands:
         pytest.fail(f"{rel} not in MANIFEST")
     argv = commands[rel]
     assert argv[0].endswith("ld") and "-r" in argv, f"{rel}: not an ld -r line: {argv}"
     out = argv.index("-o")
-    ins = [a for i, a in enumerate(argv[1:], 1) if i != out + 1 and not a.startswith("-")]
-    return [(FIXTURES.parent / a, "-pg" in commands[a.split("/", 1)[1]]) for a in ins]
+    ins = [FIXTURES.parent / a for i, a in enumerate(argv[1:], 1)
+           if i != out + 1 and not a.startswith("-")]
+    return [(p, built_with_pg(p)) for p in ins]
 
 
 def _reference_on_parts(whole: Path, tmp: Path) -> set:
@@ -218,7 +215,7 @@ def test_manysec_same_as_reference(src: Path, tmp_path):
     assert ours.read_bytes() == ref.read_bytes()
 
 
-@pytest.mark.parametrize("src", [p for p in OBJECTS if p.name != "mcount_user.o"], ids=fixture_id)
+@pytest.mark.parametrize("src", [p for p in OBJECTS if built_with_pg(p)], ids=fixture_id)
 def test_reference_quirks_is_byte_identical(src: Path, tmp_path):
     """--reference-quirks drops exactly what the reference drops: the same file, byte for
     byte, including the objects where the default mode records more (fsections/*)."""
