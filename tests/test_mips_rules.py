@@ -99,3 +99,93 @@ def test_abi_detection():
         mips.abi_of(32, 0x00003000)
     with pytest.raises(UnsupportedError, match="o64"):
         mips.abi_of(64, 0x00002000)
+
+
+# ------------------------------------------------- survivors of `make mutate` (docs/testing.md)
+# Encodings derived by hand from the MIPS32/MIPS64 ISA manuals (op rs rt rd shamt funct /
+# op rs rt imm) and checked once against GNU as 2.40; st_other values from binutils
+# include/elf/mips.h.
+
+def test_reloc_names_in_messages():
+    assert mips.reloc_name(2) == "R_MIPS_32" and mips.reloc_name(250) == "R_MIPS_<250>"
+    assert verdict([0], 0, 2).reason == "R_MIPS_32 reference to _mcount"
+
+
+@pytest.mark.parametrize("word,reg,value", [
+    (0x24080001, 8, 1),          # addiu t0,zero,1   (li t0,1)
+    (0x2408FFFF, 8, -1),         # addiu t0,zero,-1  (sign-extended)
+    (0x24088000, 8, -32768),
+    (0x24087FFF, 8, 32767),
+    (0x34088000, 8, 0x8000),     # ori t0,zero,0x8000 (zero-extended)
+    (0x340C0001, 12, 1),         # ori t4,zero,1: n64's t0 is $12
+    (0x25280001, 8, None),       # addiu t0,t1,1: rs is not zero
+    (0x24090001, 8, None),       # addiu t1,zero,1: another register
+    (0x3C080001, 8, None),       # lui t0,1: neither addiu nor ori
+])
+def test_li_value(word, reg, value):
+    assert mips.li_value(word, reg) == value
+
+
+@pytest.mark.parametrize("word,ok", [
+    (0x00200809, True),          # jalr at,at
+    (0x0020F809, False),         # jalr ra,at
+    (0x00600809, False),         # jalr at,v1
+    (0x00210809, False),         # rt != 0
+    (0x00200808, False),         # funct JR
+    (0x04200809, False),         # not SPECIAL (REGIMM)
+    (0x00000000, False),         # nop: SPECIAL, rt = 0, nothing else matches
+])
+def test_jalr_at_at(word, ok):
+    assert mips.is_jalr_at_at(word) is ok
+
+
+@pytest.mark.parametrize("other,micro", [
+    (0x80, True), (0x83, True),  # STO_MICROMIPS (plus visibility bits)
+    (0xF0, False),               # STO_MIPS16
+    (0x00, False), (0x03, False), (0x40, False), (0xC0, False),
+])
+def test_micromips_symbol(other, micro):
+    assert mips.is_micromips_sym(other) is micro
+
+
+@pytest.mark.parametrize("endian", [">", "<"])
+def test_nop_run_mips(endian):
+    w = lambda *ws: text(*ws, endian=endian)  # noqa: E731
+    other = 0x27BDFFE8
+    assert mips.nop_run(w(0, 0, 0, other), 0, endian, False) == [0, 4, 8, 12]
+    assert mips.nop_run(w(other, 0, 0, other), 4, endian, False) == [0, 4, 8]
+    assert mips.nop_run(w(0, 0, 0), 0, endian, False) == [0, 4, 8, 12]     # up to the end
+    assert mips.nop_run(w(0, 0, 0, 0, 0), 0, endian, False, limit=3) == [0, 4, 8, 12]
+    assert mips.nop_run(w(0, 0), 2, endian, False) == [0]                   # misaligned
+    assert mips.nop_run(w(0, 0), -4, endian, False) == [0]
+    assert mips.nop_run(w(other), 0, endian, False) == [0]
+
+
+@pytest.mark.parametrize("endian", [">", "<"])
+def test_nop_run_micromips(endian):
+    h = lambda *hs: struct.pack(endian + "%dH" % len(hs), *hs)  # noqa: E731
+    nop16, other = mips.MM_NOP16, 0x1234
+    # nop16, nop16, a 32-bit nop (two zero halfwords), then another instruction
+    assert mips.nop_run(h(nop16, nop16, 0, 0, other), 0, endian, True) == [0, 2, 4, 8]
+    assert mips.nop_run(h(other, nop16, 0, 0), 2, endian, True) == [0, 2, 6]   # to the end
+    assert mips.nop_run(h(nop16, 0, other), 0, endian, True) == [0, 2]         # half a nop32
+    assert mips.nop_run(h(nop16, nop16, nop16), 0, endian, True, limit=2) == [0, 2, 4]
+    assert mips.nop_run(h(nop16, nop16), 1, endian, True) == [0]              # odd
+    assert mips.nop_run(h(nop16, nop16), -2, endian, True) == [0]
+    assert mips.pad_size(3, True) == 6 and mips.pad_size(3, False) == 12
+
+
+@pytest.mark.parametrize("word,r6,ok", [
+    (0x03E00008, False, True),   # jr ra (SPECIAL/JR)
+    (0x03E00009, False, True),   # jalr zero,ra: R6's jr, valid before R6 too
+    (0x03E00009, True, True),
+    (0x03E00008, True, False),   # SPECIAL/JR was removed in R6
+    (0x03E00408, False, False),  # jr.hb-like hint bits before R6
+    (0x03E0F809, False, False),  # jalr ra,ra links
+    (0x00600008, False, False),  # jr v1, asked for ra
+])
+def test_jr(word, r6, ok):
+    assert mips.is_jr(word, REG_RA, r6) is ok
+
+
+REG_RA = 31
