@@ -438,3 +438,51 @@ def test_tree_audit_progress_bar_on_terminal_plain_in_ci(tmp_path):
     assert r.returncode == code
     assert "\r[" not in r.stderr and "┃" not in r.stdout
     assert len([x for x in r.stdout.splitlines() if x.startswith(tree)]) >= n
+
+
+def _pfe_entries(path: Path):
+    """(section name, offset) of each __patchable_function_entries entry and the functions
+    whose symbol stands right after a whole pad there (PR99217), read with pyelftools."""
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        e = ELFFile(f)
+        table = e.get_section_by_name("__patchable_function_entries")
+        rel = next(s for s in e.iter_sections() if s["sh_type"] in ("SHT_REL", "SHT_RELA")
+                   and s["sh_info"] == e.get_section_index("__patchable_function_entries"))
+        symtab = e.get_section(rel["sh_link"])
+        word = 8 if e.elfclass == 64 else 4
+        order = "little" if e.little_endian else "big"
+        out = []
+        for r in rel.iter_relocations():
+            sym = symtab.get_symbol(r["r_info_sym"])
+            add = r["r_addend"] if r.is_RELA() else int.from_bytes(
+                table.data()[r["r_offset"]:r["r_offset"] + word], order)
+            out.append((e.get_section(sym["st_shndx"]).name, (sym["st_value"] + add) & ~1))
+        funcs = {(e.get_section(s["st_shndx"]).name, s["st_value"] & ~1): s.name
+                 for s in symtab.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"
+                 and isinstance(s["st_shndx"], int)}
+    return out, funcs
+
+
+@pytest.mark.parametrize("fx,nops,micro", [
+    ("mipsel/pfe3/patchable.o", 3, False), ("mips64/pfe4-fs/patchable.o", 4, False),
+    ("mips/pfe3-fs/patchable.o", 3, False), ("mipsel/pfe-mmall/patchable.o", 3, True)])
+def test_patchable_counts_and_pr99217_against_pyelftools(fx, nops, micro):
+    """audit's counts of a -fpatchable-function-entry object (N from the compiler flags)
+    and its PR99217 findings, against the table and symbols as pyelftools reads them."""
+    path = FIXTURES / fx
+    entries, funcs = _pfe_entries(path)
+    pad = nops * (2 if micro else 4)
+    late = {funcs[(n, o + pad)]: f"{n}+{o:#x}" for n, o in entries if (n, o + pad) in funcs}
+    assert late, "GCC 12's pads all stand before the label (testdata/README.md)"
+    r, js = audit_json(path)
+    (f,) = js["files"]
+    assert f["tables"] == {"__patchable_function_entries": len(entries)}
+    assert f["sections"] == {n: sum(1 for m, _ in entries if m == n) for n, _ in entries}
+    assert f["states"] == {f"{nops}-nop pad{' (microMIPS)' if micro else ''}": len(entries)}
+    (d,) = [d for d in f["defects"] if d["id"] == "PR99217"]
+    assert sorted(d["functions"]) == sorted(late)
+    pr = [x for x in f["findings"] if "PR99217" in x["message"]]
+    assert sorted((x["where"], x["kind"]) for x in pr) == sorted((w, "defect") for w in late.values())
+    assert all(f"{name}'s pad" in x["message"] for x in pr for name in late
+               if late[name] == x["where"])
