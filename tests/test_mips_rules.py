@@ -1,6 +1,7 @@
 """The MIPS `-pg` call-shape rules on hand-built instruction words."""
 
 import struct
+import subprocess
 
 import pytest
 
@@ -189,3 +190,55 @@ def test_jr(word, r6, ok):
 
 
 REG_RA = 31
+
+
+# What GNU as stores as the REL addend of each relocation type recordpatch rewrites
+# (`record --repair`, `patch`): the source's addend, PC-relative ones less 4 (they count from
+# the delay slot), %hi carrying the %lo's sign.
+AS_CASES = {
+    "mips": ("-march=mips32r2", [
+        (".word ext+0x12345678", "R_MIPS_32", 0x12345678),
+        ("jal ext+0x1234\n nop", "R_MIPS_26", 0x1234),
+        ("b ext+0x100\n nop", "R_MIPS_PC16", 0x100 - 4),
+        ("b ext-0x100\n nop", "R_MIPS_PC16", -0x100 - 4),
+        ("lui $2, %hi(ext+0x12348000)\n addiu $2, $2, %lo(ext+0x12348000)", "R_MIPS_HI16",
+         0x1235),
+        ("lui $2, %hi(ext+0x12348000)\n addiu $2, $2, %lo(ext+0x12348000)", "R_MIPS_LO16",
+         0x8000),
+        (".set micromips\n jal ext+0x100\n nop\n .set nomicromips", "R_MICROMIPS_26_S1", 0x100),
+    ]),
+    "mipsr6": ("", [
+        ("balc ext+0x100", "R_MIPS_PC26_S2", 0x100 - 4),
+        ("balc ext-0x1000", "R_MIPS_PC26_S2", -0x1000 - 4),
+        ("beqzc $2, ext+0x200", "R_MIPS_PC21_S2", 0x200 - 4),
+        ("beqzc $2, ext-0x200", "R_MIPS_PC21_S2", -0x200 - 4),
+    ]),
+}
+TYPES = {"R_MIPS_32": 2, "R_MIPS_26": 4, "R_MIPS_HI16": 5, "R_MIPS_LO16": 6, "R_MIPS_PC16": 10,
+         "R_MIPS_PC21_S2": 60, "R_MIPS_PC26_S2": 61, "R_MICROMIPS_26_S1": 133}
+
+
+@pytest.mark.parametrize("target", sorted(AS_CASES))
+def test_rel_addends_as_gas_writes_them(target, tmp_path):
+    from elftools.elf.elffile import ELFFile
+    from conftest import cross
+    flags, cases = AS_CASES[target]
+    for k, (src, rname, addend) in enumerate(cases):
+        s, o = tmp_path / f"{k}.s", tmp_path / f"{k}.o"
+        s.write_text(f"\t.set noreorder\n\t.text\n\t{src}\n")
+        subprocess.run([cross(target, "as"), *flags.split(), str(s), "-o", str(o)], check=True)
+        with open(o, "rb") as f:
+            e = ELFFile(f)
+            (r,) = [r for r in e.get_section_by_name(".rel.text").iter_relocations()
+                    if r["r_info_type"] == TYPES[rname]]
+            w = struct.unpack_from(">I", e.get_section_by_name(".text").data(), r["r_offset"])[0]
+        assert r["r_info_type"] == TYPES[rname], src
+        t = TYPES[rname]
+        assert mips.rel_addend(t, w) in (addend, addend & 0xFFFFFFFF), (src, hex(w))
+        blank = mips.rel_with_addend(t, w, 0)
+        assert mips.rel_with_addend(t, blank, addend) == w, (src, hex(w))
+        assert blank != w
+    assert mips.hi_lo(0x12348000) == (0x1235, 0x8000) and mips.hi_lo(0x12347FFF) == (0x1234, 0x7FFF)
+    assert mips.rel_addend(18, 0) is None
+    with pytest.raises(ValueError):
+        mips.rel_with_addend(18, 0, 0)
