@@ -173,6 +173,8 @@ def test_nop_run_micromips(endian):
     assert mips.nop_run(h(nop16, nop16, nop16), 0, endian, True, limit=2) == [0, 2, 4]
     assert mips.nop_run(h(nop16, nop16), 1, endian, True) == [0]              # odd
     assert mips.nop_run(h(nop16, nop16), -2, endian, True) == [0]
+    assert mips.nop_run(h(nop16, nop16), 0, endian, True) == [0, 2, 4]        # ends on a nop16
+    assert mips.nop_run(h(nop16, 0), 0, endian, True) == [0, 2]               # half a nop32 at the end
     assert mips.pad_size(3, True) == 6 and mips.pad_size(3, False) == 12
 
 
@@ -242,3 +244,61 @@ def test_rel_addends_as_gas_writes_them(target, tmp_path):
     assert mips.rel_addend(18, 0) is None
     with pytest.raises(ValueError):
         mips.rel_with_addend(18, 0, 0)
+
+
+def test_not_a_site_has_no_kind():
+    """A rejected relocation is site False with kind "" (what `-w` and `--json` report)."""
+    for v in (verdict([JAL0], 4, mips.R_MIPS_26), verdict([MOVE_AT_RA, 0x08000000, 0], 4,
+                                                          mips.R_MIPS_26)):
+        assert v.site is False and v.kind == ""
+    assert verdict([JAL0], 4, mips.R_MIPS_26).reason == \
+        "relocation offset is not an aligned instruction in its section"
+
+
+@pytest.mark.parametrize("word,ok", [
+    (MOVE_AT_RA, True),
+    (MOVE_AT_RA | 1 << 6, False),        # shamt != 0: no longer a move
+    (0x24210010, False),                 # addiu at,at,16
+])
+def test_move_at_ra_fields(word, ok):
+    assert mips.is_move_at_ra(word) is ok
+
+
+def test_small_predicates():
+    assert mips.is_addiu_self(0x24210010, 1) and mips.is_addiu_self(0x64210010, 1)  # (d)addiu at,at
+    assert not mips.is_addiu_self(0x24010010, 1)      # addiu at,zero
+    assert not mips.is_addiu_self(0x34210010, 1)      # ori at,at
+    assert mips.is_lui_any(0x3C018011, 1) and not mips.is_lui_any(0x3C038011, 1)
+    assert not mips.is_lui_any(0x24010001, 1)         # addiu at,zero,1
+    assert not mips.is_lui_any(0x3C218011, 1)         # rs != 0
+    for n, ok in ((0, False), (1, True), (4, True), (8, True), (9, False)):
+        assert mips.is_b_1f(0x10000000 | n) is ok     # beq zero,zero,n
+    assert not mips.is_b_1f(0x10010004) and not mips.is_b_1f(0x24000004)
+    # jal at pc: target in the 256 MB region of the delay slot (pc + 4)
+    assert mips.jal_target(0x0C000010, 0x8FFFFFF8) == 0x80000040
+    assert mips.jal_target(0x0C000010, 0x8FFFFFFC) == 0x90000040
+    assert mips.jal_target(0x0C000010, 0xFFFFFFFC) == 0x00000040            # wraps at 32 bits
+    assert mips.jal_target(0x0C000010, 0xFFFFFFFF8FFFFFFC, 64) == 0xFFFFFFFF90000040
+
+
+LUI_AT, JALR_AT_AT, LI_T0_0, LI_T0_1 = 0x3C018011, 0x00200809, 0x24080000, 0x24080001
+
+
+@pytest.mark.parametrize("w0,w1,w2,r6,state", [
+    (LUI_AT, 0, LI_T0_0, False, "init"),
+    (LUI_AT, JALR_AT_AT, LI_T0_0, False, "call-regs"),
+    (LUI_AT, JALR_AT_AT, LI_T0_1, False, "call"),
+    (LUI_AT, 0x24210010, 0x00200008, False, "redirect"),   # addiu at,at,16; jr at
+    (LUI_AT, 0x24210010, 0x00200009, True, "redirect"),    # R6 jr at = jalr zero,at
+    (LUI_AT, 0x24210010, 0x00200008, True, ""),            # SPECIAL/JR does not exist on R6
+    (LUI_AT, 0x24210010, 0x00600008, False, ""),           # jr v1
+    (LUI_AT, 0x24010010, 0x00200008, False, ""),           # addiu at,zero
+    (LUI_AT, 0, LI_T0_1, False, ""),                       # nop with flag 1: no such state
+    (LUI_AT, 0, 0x24080002, False, ""),                    # flag 2
+    (LUI_AT, 0x27BDFFE8, LI_T0_0, False, ""),              # other second word
+    (LUI_AT, None, LI_T0_0, False, ""),
+    (LUI_AT, 0, None, False, ""),
+    (0x3C038011, 0, LI_T0_0, False, ""),                   # lui v1
+])
+def test_pad_state(w0, w1, w2, r6, state):
+    assert mips.pad_state(w0, w1, w2, 8, r6) == state
