@@ -183,7 +183,8 @@ def test_nop_run_micromips(endian):
     (0x03E00009, False, True),   # jalr zero,ra: R6's jr, valid before R6 too
     (0x03E00009, True, True),
     (0x03E00008, True, False),   # SPECIAL/JR was removed in R6
-    (0x03E00408, False, False),  # jr.hb-like hint bits before R6
+    (0x03E00408, False, False),  # jr.hb: hint bits before R6
+    (0x03E00048, False, False),  # hint field (bits 6..10) = 1
     (0x03E0F809, False, False),  # jalr ra,ra links
     (0x00600008, False, False),  # jr v1, asked for ra
 ])
