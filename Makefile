@@ -57,7 +57,7 @@ bench: venv
 	$(PY) scripts/bench.py $(BENCH_ARGS) --out docs/benchmarks-latest.md
 
 clean:
-	rm -rf build $(VENV) .pytest_cache
+	rm -rf build $(VENV) .pytest_cache mutants
 
 # Real-kernel end-to-end check (issue 5), not part of `make test`: builds Debian's linux-source-6.1
 # (malta_defconfig + ftrace) with the reference recordmcount, with recordpatch per object and with
@@ -96,6 +96,17 @@ demo-patch: venv
 	  $(DEMO_OBJDUMP) -d -z --no-show-raw-insn --disassemble=fb $(DEMO_PATCH)/$$f | sed -n '/<fb>:/,$$p'; \
 	  if command -v qemu-mipsel >/dev/null; then echo "   runs: $$(qemu-mipsel $(DEMO_PATCH)/$$f)"; fi; \
 	done
+
+# Mutation testing (issue 12), not part of `make test`: mutmut (PyPI) over the MIPS rules, the
+# record pass and audit, with the fast tests of [tool.mutmut] in pyproject.toml and the CLI run
+# in-process so that mutmut sees it. Results stay in mutants/ (`mutmut results`, `mutmut show
+# NAME`); score and survivors: docs/testing.md. MUTATE_JOBS=2 suits a 2-core machine.
+MUTATE_JOBS ?= 2
+.PHONY: mutate
+mutate: venv
+	$(PY) -m pip install -q 'mutmut>=3.8,<4'
+	RECORDPATCH_TESTS_IN_PROCESS=1 nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS)
+	$(VENV)/bin/mutmut results
 
 # Fuzz every command on mutated fixtures of all five targets (tests/fuzz/, issue 6): at least
 # FUZZ_CASES inputs, stopping after FUZZ_SECONDS; figures into docs/reliability.md. Exit 1 on

@@ -33,12 +33,23 @@ PREFIX = {
 
 
 def need(what: str, ok: bool):
-    """Skip (developer machine) or fail (CI) when an external tool is missing."""
+    """Skip (developer machine) or fail (CI) when an external tool is missing; also at
+    module level (a failure there is a collection error, which fails the run)."""
     if ok:
         return
     if IN_CI:
-        pytest.fail(f"{what} is required in CI but missing (.ci/run must install it)")
-    pytest.skip(f"{what} not installed")
+        pytest.fail(f"{what} is required in CI but missing (.ci/run must install it)",
+                    pytrace=False)
+    pytest.skip(f"{what} not installed", allow_module_level=True)
+
+
+def need_module(name: str):
+    """importorskip that fails under CI: the test extras must provide ``name``."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        need(f"Python module {name} (pip install -e '.[test]')", False)
 
 
 def reference_tool() -> Path:
@@ -73,6 +84,22 @@ def is_non_pg_fixture(p: Path) -> bool:
             or p.relative_to(FIXTURES).parts[0] in ("shapes", "stripped"))
 
 
+def manifest_commands() -> dict:
+    """fixtures/MANIFEST as {path relative to fixtures/: argv of the command that built it}
+    (line format `path | command | sha256=...`, the command's paths relative to testdata/)."""
+    out = {}
+    for line in (FIXTURES / "MANIFEST").read_text().splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) == 3:
+            out[fields[0]] = fields[1].split()
+    return out
+
+
+def built_with_pg(p: Path) -> bool:
+    """The fixture's compiler command had -pg (Kbuild runs recordmcount on no other object)."""
+    return "-pg" in manifest_commands()[str(p.relative_to(FIXTURES))]
+
+
 def fixture_id(p: Path) -> str:
     return str(p.relative_to(FIXTURES))
 
@@ -92,9 +119,37 @@ def run_reference(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(reference_tool()), str(path)], capture_output=True, text=True)
 
 
+#: `make mutate` sets this: the CLI then runs inside the test process, where the mutation
+#: tool sees (and switches) the code it mutated; a subprocess would hide it.
+IN_PROCESS = bool(os.environ.get("RECORDPATCH_TESTS_IN_PROCESS"))
+
+
 def run_ours(*args, check=False, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recordpatch", *map(str, args)],
+    argv = [*map(str, args)]
+    if IN_PROCESS:
+        return _run_in_process(argv, check, cwd or ROOT)
+    return subprocess.run([sys.executable, "-m", "recordpatch", *argv],
                           capture_output=True, text=True, check=check, cwd=cwd or ROOT)
+
+
+def _run_in_process(argv: list, check: bool, cwd) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+    from recordpatch.cli import main
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main(argv)
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(here)
+    r = subprocess.CompletedProcess(argv, rc, out.getvalue(), err.getvalue())
+    if check:
+        r.check_returncode()
+    return r
 
 
 def recorded_sites(path: Path):
@@ -157,12 +212,21 @@ def strip_index(sites):
 
 R_MIPS_26, R_MIPS_HI16 = 4, 5
 
+#: The section names Linux 6.1's recordmcount records (scripts/recordmcount.c
+#: is_mcounted_section_name): the ".text" prefix and these exact names. Restated here, not
+#: imported from recordpatch, so that a name missing from recordpatch's rules fails a test.
+TRACED_NAMES = (".init.text", ".ref.text", ".sched.text", ".spinlock.text", ".irqentry.text",
+                ".softirqentry.text", ".kprobes.text", ".cpuidle.text")
+
+
+def is_traced_name(name: str) -> bool:
+    return name.startswith(".text") or name in TRACED_NAMES
+
 
 def mcount_relocs(path: Path):
     """Relocations against `_mcount` in ftrace's sections, in the order recordmcount walks them:
     (section index, section name, r_offset, r_type), read with pyelftools."""
     from elftools.elf.elffile import ELFFile
-    from recordpatch.passes.record import is_mcounted_name
 
     out = []
     with open(path, "rb") as f:
@@ -172,7 +236,7 @@ def mcount_relocs(path: Path):
                 continue
             tgt = e.get_section(rs["sh_info"])
             if (tgt["sh_type"] != "SHT_PROGBITS" or not tgt["sh_flags"] & 4
-                    or not is_mcounted_name(tgt.name)):
+                    or not is_traced_name(tgt.name)):
                 continue
             symtab = e.get_section(rs["sh_link"])
             msym = None
@@ -206,3 +270,46 @@ def reference_model(path: Path, per_section: bool = False):
             out.append((i, n, o))
         prev = o
     return sorted(out) or None
+
+
+def objdump_mcount_refs(target: str, path: Path) -> dict:
+    """Every relocation against `_mcount` in an executable section, read by GNU objdump
+    (`-dr`), mapped (section name, offset) -> whether the instruction there is a `-pg`
+    call: a `jal` with R_MIPS_26, or a long call's `lui v1` with R_MIPS_HI16 followed by
+    a `jalr v1` within the next three instructions (MIPS64: R_MIPS_HIGHEST is a call too).
+    The %lo halves of long calls are left out; any other reference (an address load)
+    maps to False. Independent of recordpatch: binutils decodes the instructions."""
+    import re
+    out = subprocess.run([cross(target, "objdump"), "-dr", "-z", "--no-show-raw-insn", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    insn = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)\s*(\S*)")
+    reloc = re.compile(r"^\s*([0-9a-f]+): (R_\w+)\s+(\S+)")
+    section, code, refs = None, {}, []
+    for line in out.splitlines():
+        if line.startswith("Disassembly of section "):
+            section = line[len("Disassembly of section "):].rstrip(":")
+            code[section] = {}
+            continue
+        m = reloc.match(line)
+        if m:
+            if re.fullmatch(r"_mcount([+-]0x[0-9a-f]+)?", m.group(3)):
+                refs.append((section, int(m.group(1), 16), m.group(2)))
+            continue
+        m = insn.match(line)
+        if m and section is not None:
+            code[section][int(m.group(1), 16)] = (m.group(2), m.group(3))
+    found = {}
+    for section, off, rtype in refs:
+        op, args = code[section].get(off, ("?", ""))
+        if rtype == "R_MIPS_LO16":
+            continue
+        if rtype == "R_MIPS_26":
+            found[(section, off)] = op == "jal"
+        elif rtype in ("R_MIPS_HI16", "R_MIPS_HIGHEST"):
+            follow = [code[section].get(off + 4 * k, ("?", "")) for k in (1, 2, 3, 4)]
+            found[(section, off)] = (op == "lui" and args.startswith("v1,")
+                                     and any(o == "jalr" and a in ("v1", "ra,v1")
+                                             for o, a in follow))
+        else:
+            found[(section, off)] = False
+    return found

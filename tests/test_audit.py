@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, cross, run_ours
+from conftest import FIXTURES, IN_CI, ROOT, cross, need, need_module, run_ours
 
 from recordpatch.elf.reader import ElfFile
 
@@ -53,7 +53,7 @@ def recorded_tree(tmp: Path, target: str, flavour: str = "module") -> Path:
         sub = d / "lib" / "modules" / "6.1.0" / "kernel"
         sub.mkdir(parents=True)
         (sub / "module.ko.xz").write_bytes(lzma.compress(ko.read_bytes(), check=lzma.CHECK_CRC32))
-        if shutil.which("zstd"):
+        if shutil.which("zstd") or IN_CI:  # CI installs it: a missing zstd fails there
             subprocess.run(["zstd", "-q", "-o", str(sub / "module.ko.zst"), str(ko)], check=True)
     return d
 
@@ -137,7 +137,7 @@ def test_recorded_tree_is_clean(target, tmp_path):
     assert r.stderr == ""
     files = {Path(f["path"]).name: f for f in js["files"]}
     assert "module.ko.xz" in files and files["module.ko.xz"]["entries"] == files["module.ko"]["entries"] > 0
-    if shutil.which("zstd"):
+    if shutil.which("zstd") or IN_CI:
         assert files["module.ko.zst"]["entries"] == files["module.ko"]["entries"]
     assert files["basic.o"]["states"] == {"long-call lui": files["basic.o"]["entries"]}
     assert files["nosites.o"]["entries"] == 0 and files["nosites.o"]["status"] == "clean"
@@ -147,6 +147,29 @@ def test_recorded_tree_is_clean(target, tmp_path):
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.splitlines()[-1].startswith(f"audited {len(files)} files: {len(files)} clean")
     assert hashes(d) == before
+
+
+def test_zstd_both_ways(tmp_path, monkeypatch):
+    """A .ko.zst (made by the zstd program) reads back as the module, byte for byte, through
+    the `zstandard` module and, without it, through the `zstd` program; with neither,
+    one error naming both."""
+    from recordpatch.errors import RecordpatchError
+    from recordpatch.passes.audit import decompress
+    zstd = shutil.which("zstd")
+    need("zstd (Debian package zstd)", zstd is not None)
+    need_module("zstandard")
+    ko = FIXTURES / "mips64el" / "module" / "module.ko"
+    zst = tmp_path / "module.ko.zst"
+    subprocess.run([zstd, "-q", "-19", "-o", str(zst), str(ko)], check=True)
+    data = zst.read_bytes()
+    assert decompress(str(zst), data) == ko.read_bytes()          # the module
+    monkeypatch.setitem(sys.modules, "zstandard", None)            # import fails: the program
+    assert decompress(str(zst), data) == ko.read_bytes()
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))              # neither
+    with pytest.raises(RecordpatchError, match="install the Python module `zstandard` or the "
+                                               "`zstd` program"):
+        decompress(str(zst), data)
 
 
 # ---------------------------------------------------------------- (b) injected faults
@@ -394,7 +417,7 @@ def _run_on_pty(args: list[str]) -> tuple[int, str]:
 def test_tree_audit_progress_bar_on_terminal_plain_in_ci(tmp_path):
     """A tree of a few hundred objects (the committed fixtures, twice): a progress bar and
     the rich table on a terminal; no bar and one plain line per file otherwise."""
-    pytest.importorskip("rich")
+    need_module("rich")
     objs = [p for p in FIXTURES.rglob("*") if p.suffix in (".o", ".ko") and p.is_file()
             and p.parent.name != "manysec"]
     for copy in ("a", "b"):
@@ -416,3 +439,51 @@ def test_tree_audit_progress_bar_on_terminal_plain_in_ci(tmp_path):
     assert r.returncode == code
     assert "\r[" not in r.stderr and "┃" not in r.stdout
     assert len([x for x in r.stdout.splitlines() if x.startswith(tree)]) >= n
+
+
+def _pfe_entries(path: Path):
+    """(section name, offset) of each __patchable_function_entries entry and the functions
+    whose symbol stands right after a whole pad there (PR99217), read with pyelftools."""
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        e = ELFFile(f)
+        table = e.get_section_by_name("__patchable_function_entries")
+        rel = next(s for s in e.iter_sections() if s["sh_type"] in ("SHT_REL", "SHT_RELA")
+                   and s["sh_info"] == e.get_section_index("__patchable_function_entries"))
+        symtab = e.get_section(rel["sh_link"])
+        word = 8 if e.elfclass == 64 else 4
+        order = "little" if e.little_endian else "big"
+        out = []
+        for r in rel.iter_relocations():
+            sym = symtab.get_symbol(r["r_info_sym"])
+            add = r["r_addend"] if r.is_RELA() else int.from_bytes(
+                table.data()[r["r_offset"]:r["r_offset"] + word], order)
+            out.append((e.get_section(sym["st_shndx"]).name, (sym["st_value"] + add) & ~1))
+        funcs = {(e.get_section(s["st_shndx"]).name, s["st_value"] & ~1): s.name
+                 for s in symtab.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"
+                 and isinstance(s["st_shndx"], int)}
+    return out, funcs
+
+
+@pytest.mark.parametrize("fx,nops,micro", [
+    ("mipsel/pfe3/patchable.o", 3, False), ("mips64/pfe4-fs/patchable.o", 4, False),
+    ("mips/pfe3-fs/patchable.o", 3, False), ("mipsel/pfe-mmall/patchable.o", 3, True)])
+def test_patchable_counts_and_pr99217_against_pyelftools(fx, nops, micro):
+    """audit's counts of a -fpatchable-function-entry object (N from the compiler flags)
+    and its PR99217 findings, against the table and symbols as pyelftools reads them."""
+    path = FIXTURES / fx
+    entries, funcs = _pfe_entries(path)
+    pad = nops * (2 if micro else 4)
+    late = {funcs[(n, o + pad)]: f"{n}+{o:#x}" for n, o in entries if (n, o + pad) in funcs}
+    assert late, "GCC 12's pads all stand before the label (testdata/README.md)"
+    r, js = audit_json(path)
+    (f,) = js["files"]
+    assert f["tables"] == {"__patchable_function_entries": len(entries)}
+    assert f["sections"] == {n: sum(1 for m, _ in entries if m == n) for n, _ in entries}
+    assert f["states"] == {f"{nops}-nop pad{' (microMIPS)' if micro else ''}": len(entries)}
+    (d,) = [d for d in f["defects"] if d["id"] == "PR99217"]
+    assert sorted(d["functions"]) == sorted(late)
+    pr = [x for x in f["findings"] if "PR99217" in x["message"]]
+    assert sorted((x["where"], x["kind"]) for x in pr) == sorted((w, "defect") for w in late.values())
+    assert all(f"{name}'s pad" in x["message"] for x in pr for name in late
+               if late[name] == x["where"])

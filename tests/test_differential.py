@@ -3,8 +3,9 @@
 Per object: the recorded call sites (resolved with pyelftools: section + offset)
 must equal the reference's; the output must be byte-identical too (same layout),
 and `ld -r` must accept it. Whole objects (`ld -r` of several, like vmlinux.o)
-must record exactly the union of their parts: the reference additionally
-records _mcount address loads there, which are not calls.
+are compared with the reference on the whole file, and where it records
+_mcount address loads (not calls, as GNU objdump shows), with the reference
+run on the -pg parts before linking.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (FIXTURES, cross, expected_sites, fixture_id, materialize, mcount_relocs,
-                      pg_objects,
-                      recorded_sites, reference_model, run_ours, run_reference, strip_index,
-                      target_of)
+from conftest import (FIXTURES, TRACED_NAMES, built_with_pg, cross, expected_sites, fixture_id,
+                      is_traced_name, manifest_commands, materialize, objdump_mcount_refs,
+                      pg_objects, recorded_sites,
+                      reference_model, run_ours, run_reference, strip_index, target_of)
 
 WHOLE = {"vmlinux.o", "module.ko"}
 OBJECTS = [p for p in pg_objects() if p.name not in WHOLE]
@@ -63,16 +64,20 @@ def test_same_sites_as_reference(src: Path, tmp_path):
     theirs, got = recorded_sites(ref), recorded_sites(ours)
     # Our model of the reference must explain exactly what it recorded ...
     assert theirs == reference_model(src)
-    # ... and we record every call and nothing else (mcount_user.o is built without -pg:
-    # its _mcount references are address loads, which the reference records regardless).
-    want = None if src.name == "mcount_user.o" else expected_sites(src)
+    # ... and we record every call and nothing else: the _mcount references GNU objdump
+    # decodes as calls (jal; lui v1 ... jalr v1) in the sections ftrace traces.
+    decoded = objdump_mcount_refs(target_of(src), src)
+    want = [s for s in expected_sites(src) or () if decoded.get(s[1:])] or None
     assert got == want
+    assert len(want or ()) == sum(1 for (n, _), call in decoded.items()
+                                  if call and is_traced_name(n))
     if got != theirs:
-        # The only differences allowed are the two modelled reference defects.
+        # The only differences allowed are the two modelled reference defects: calls its
+        # leaking +4 filter drops, and entries at address loads (not calls, as decoded).
         dropped = set(want or ()) - set(theirs or ())
         loads = set(theirs or ()) - set(want or ())
         assert all(o >= 4 for _, _, o in dropped), dropped
-        assert src.name == "mcount_user.o" or not loads, loads
+        assert not any(decoded.get(s[1:]) for s in loads), loads
         return
     assert ours.read_bytes() == ref.read_bytes(), "same table but not byte-identical output"
     if got is not None:
@@ -100,57 +105,88 @@ def test_idempotent(src: Path, tmp_path):
         assert "already exists" in r.stderr
 
 
-def _parts_of(whole: Path) -> list[Path]:
-    """The objects a linked fixture was made from: the inputs of its `ld -r` line in the MANIFEST
-    (format `path | command | sha256=...`, paths relative to testdata/)."""
+def _parts_of(whole: Path) -> list[tuple[Path, bool]]:
+    """The objects a linked fixture was made from, in link order (the inputs of its `ld -r`
+    line in the MANIFEST), each with whether it was compiled with -pg."""
+    commands = manifest_commands()
     rel = str(whole.relative_to(FIXTURES))
-    for line in (FIXTURES / "MANIFEST").read_text().splitlines():
-        fields = [f.strip() for f in line.split("|")]
-        if len(fields) == 3 and fields[0] == rel:
-            argv = fields[1].split()
-            assert argv[0].endswith("ld") and "-r" in argv, f"{rel}: not an ld -r line: {line}"
-            out = argv.index("-o")
-            ins = [a for i, a in enumerate(argv[1:], 1) if i != out + 1 and not a.startswith("-")]
-            return [FIXTURES.parent / a for a in ins]
-    pytest.fail(f"{rel} not in MANIFEST")
+    if rel not in commands:
+        pytest.fail(f"{rel} not in MANIFEST")
+    argv = commands[rel]
+    assert argv[0].endswith("ld") and "-r" in argv, f"{rel}: not an ld -r line: {argv}"
+    out = argv.index("-o")
+    ins = [FIXTURES.parent / a for i, a in enumerate(argv[1:], 1)
+           if i != out + 1 and not a.startswith("-")]
+    return [(p, built_with_pg(p)) for p in ins]
+
+
+def _reference_on_parts(whole: Path, tmp: Path) -> set:
+    """What a Kbuild build with the reference gives: recordmcount on each -pg part (Kbuild
+    runs it on no other object), then the MANIFEST's `ld -r`; the linked table read with
+    pyelftools, as (section, offset) pairs of the whole object."""
+    (tmp / "parts").mkdir()
+    copies = []
+    for part, pg in _parts_of(whole):
+        c = tmp / "parts" / part.name
+        c.write_bytes(part.read_bytes())
+        if pg:
+            r = run_reference(c)
+            assert r.returncode == 0, r.stderr
+        copies.append(c)
+    linked = tmp / "parts" / "linked.o"
+    res = subprocess.run([cross(target_of(whole), "ld"), "-r", "-o", str(linked), *map(str, copies)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return set(strip_index(recorded_sites(linked) or []))
+
+
+def _functions_of(path: Path) -> set:
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        return {s.name for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()
+                if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] != "SHN_UNDEF"}
+
+
+def _function_at(target: str, path: Path, section: str, offset: int) -> str:
+    """The function GNU objdump shows the instruction at section+offset in."""
+    out = subprocess.run([cross(target, "objdump"), "-d", "-j", section, str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    name = None
+    for line in out.splitlines():
+        m = re.match(r"^[0-9a-f]+ <([^>]+)>:$", line)
+        if m:
+            name = m.group(1)
+        elif re.match(rf"^\s*{offset:x}:", line):
+            return name
+    raise AssertionError(f"no instruction at {section}+{offset:#x}")
 
 
 @pytest.mark.parametrize("whole", LINKED, ids=fixture_id)
-def test_whole_object_is_union_of_parts(whole: Path, tmp_path):
-    """record(ld -r parts) == ld -r (record each part), as sets of (section, offset)."""
+def test_whole_object_against_reference(whole: Path, tmp_path):
+    """A linked object (ld -r of several, like vmlinux.o or a .ko) against the reference run
+    on the whole file. Where its table holds only calls (GNU objdump decodes each entry),
+    our output must be the same file, byte for byte. Where it also holds entries at
+    _mcount address loads (its known defect: mcount_user.o is built without -pg), we must
+    record exactly its calls plus what the reference records on the -pg parts one by one
+    (Kbuild's way) once they are linked, and the loads must all lie in non-pg parts."""
     t = target_of(whole)
-    parts = _parts_of(whole)
-    (tmp_path / "p").mkdir()
-    copies = []
-    for p in parts:
-        c = tmp_path / "p" / p.name
-        c.write_bytes(p.read_bytes())
-        if p.suffix == ".o" and p.name != "mcount_user.o" and not p.name.endswith("_def.o"):
-            r = run_ours("record", c)
-            assert r.returncode == 0, r.stderr
-        copies.append(c)
-    union_o = tmp_path / "union.o"
-    res = subprocess.run([cross(t, "ld"), "-r", "-o", str(union_o), *map(str, copies)],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    expected = strip_index(recorded_sites(union_o) or [])
-
     ref, rr, ours, ro = record_both(whole, tmp_path)
-    assert ro.returncode == 0, ro.stderr
-    got = strip_index(recorded_sites(ours) or [])
-    assert got == expected
-    # The reference records the same calls plus _mcount address loads (not calls), less
-    # the calls its leaking "+4" filter drops (see conftest.reference_model).
-    assert rr.returncode == 0, rr.stderr
-    theirs = strip_index(recorded_sites(ref) or [])
-    assert theirs == strip_index(reference_model(ref) or [])
-    every = {(n, o) for _, n, o, _ in mcount_relocs(ref)}
-    assert set(got) - set(theirs) <= every - set(theirs)
-    extra = set(theirs) - set(got)
-    if "mcount_user.o" in {p.name for p in parts}:
-        assert extra, "the reference was expected to record the address loads of mcount_user.o"
-    else:
-        assert not extra
+    assert rr.returncode == 0 and ro.returncode == 0, (rr.stderr, ro.stderr)
+    theirs = set(strip_index(recorded_sites(ref) or []))
+    got = set(strip_index(recorded_sites(ours) or []))
+    calls = objdump_mcount_refs(t, whole)
+    loads = {s for s in theirs if not calls.get(s)}
+    per_part = _reference_on_parts(whole, tmp_path)
+    assert per_part and all(calls.get(s) for s in per_part), per_part
+    if not loads:
+        assert got == theirs == per_part
+        assert ours.read_bytes() == ref.read_bytes()
+        return
+    non_pg = set().union(*(_functions_of(p) for p, pg in _parts_of(whole) if not pg))
+    assert {_function_at(t, whole, n, o) for n, o in loads} <= non_pg, loads
+    assert got == (theirs - loads) | per_part
+    # every call in a traced section, as binutils sees them, is recorded
+    assert got == {s for s, call in calls.items() if call and is_traced_name(s[0])}
 
 
 def _elf64_be_extended(path: Path) -> bool:
@@ -179,7 +215,7 @@ def test_manysec_same_as_reference(src: Path, tmp_path):
     assert ours.read_bytes() == ref.read_bytes()
 
 
-@pytest.mark.parametrize("src", [p for p in OBJECTS if p.name != "mcount_user.o"], ids=fixture_id)
+@pytest.mark.parametrize("src", [p for p in OBJECTS if built_with_pg(p)], ids=fixture_id)
 def test_reference_quirks_is_byte_identical(src: Path, tmp_path):
     """--reference-quirks drops exactly what the reference drops: the same file, byte for
     byte, including the objects where the default mode records more (fsections/*)."""
@@ -210,6 +246,29 @@ def test_reference_quirks_from_environment_and_notes(tmp_path):
     run_reference(ref)
     assert a.read_bytes() == ref.read_bytes() != b.read_bytes()
     assert len(recorded_sites(b)) == len(recorded_sites(a)) + 1
+
+
+TSECTIONS = sorted(p for p in OBJECTS if p.name == "tsections.o")
+
+
+@pytest.mark.parametrize("src", TSECTIONS, ids=fixture_id)
+def test_every_traced_section_name(src: Path, tmp_path):
+    """testdata/src/tsections.c: a -pg function in every section name the reference records
+    and in executable sections it leaves out, on every target and flavour. The reference's
+    table names each traced section once (its +4 filter cannot fire: every call sits at the
+    same offset of its section); ours is the same file, and audit finds both clean."""
+    assert len(TSECTIONS) == 25
+    ref, rr, ours, ro = record_both(src, tmp_path)
+    assert rr.returncode == 0 and ro.returncode == 0, (rr.stderr, ro.stderr)
+    names = sorted(n for _, n, _ in recorded_sites(ref))
+    assert names == sorted((".text", ".text.hot", ".textual") + TRACED_NAMES)
+    called = {n for (n, _), call in objdump_mcount_refs(target_of(src), src).items() if call}
+    assert called - set(names) == {".noinstr.text", ".entry.text", ".init.text.late",
+                                   ".sched.textx", ".data.code", ".exit.text.traced"}
+    assert ours.read_bytes() == ref.read_bytes()
+    for f in (ref, ours):
+        a = run_ours("audit", f)
+        assert a.returncode == 0, a.stdout + a.stderr
 
 
 LEAK_MODULES = sorted(p for p in OBJECTS if p.name == "leak.o" and p.parent.name.startswith("module"))

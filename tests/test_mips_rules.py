@@ -1,6 +1,7 @@
 """The MIPS `-pg` call-shape rules on hand-built instruction words."""
 
 import struct
+import subprocess
 
 import pytest
 
@@ -99,3 +100,206 @@ def test_abi_detection():
         mips.abi_of(32, 0x00003000)
     with pytest.raises(UnsupportedError, match="o64"):
         mips.abi_of(64, 0x00002000)
+
+
+# ------------------------------------------------- survivors of `make mutate` (docs/testing.md)
+# Encodings derived by hand from the MIPS32/MIPS64 ISA manuals (op rs rt rd shamt funct /
+# op rs rt imm) and checked once against GNU as 2.40; st_other values from binutils
+# include/elf/mips.h.
+
+def test_reloc_names_in_messages():
+    assert mips.reloc_name(2) == "R_MIPS_32" and mips.reloc_name(250) == "R_MIPS_<250>"
+    assert verdict([0], 0, 2).reason == "R_MIPS_32 reference to _mcount"
+
+
+@pytest.mark.parametrize("word,reg,value", [
+    (0x24080001, 8, 1),          # addiu t0,zero,1   (li t0,1)
+    (0x2408FFFF, 8, -1),         # addiu t0,zero,-1  (sign-extended)
+    (0x24088000, 8, -32768),
+    (0x24087FFF, 8, 32767),
+    (0x34088000, 8, 0x8000),     # ori t0,zero,0x8000 (zero-extended)
+    (0x340C0001, 12, 1),         # ori t4,zero,1: n64's t0 is $12
+    (0x25280001, 8, None),       # addiu t0,t1,1: rs is not zero
+    (0x24090001, 8, None),       # addiu t1,zero,1: another register
+    (0x3C080001, 8, None),       # lui t0,1: neither addiu nor ori
+])
+def test_li_value(word, reg, value):
+    assert mips.li_value(word, reg) == value
+
+
+@pytest.mark.parametrize("word,ok", [
+    (0x00200809, True),          # jalr at,at
+    (0x0020F809, False),         # jalr ra,at
+    (0x00600809, False),         # jalr at,v1
+    (0x00210809, False),         # rt != 0
+    (0x00200808, False),         # funct JR
+    (0x04200809, False),         # not SPECIAL (REGIMM)
+    (0x00000000, False),         # nop: SPECIAL, rt = 0, nothing else matches
+])
+def test_jalr_at_at(word, ok):
+    assert mips.is_jalr_at_at(word) is ok
+
+
+@pytest.mark.parametrize("other,micro", [
+    (0x80, True), (0x83, True),  # STO_MICROMIPS (plus visibility bits)
+    (0xF0, False),               # STO_MIPS16
+    (0x00, False), (0x03, False), (0x40, False), (0xC0, False),
+])
+def test_micromips_symbol(other, micro):
+    assert mips.is_micromips_sym(other) is micro
+
+
+@pytest.mark.parametrize("endian", [">", "<"])
+def test_nop_run_mips(endian):
+    w = lambda *ws: text(*ws, endian=endian)  # noqa: E731
+    other = 0x27BDFFE8
+    assert mips.nop_run(w(0, 0, 0, other), 0, endian, False) == [0, 4, 8, 12]
+    assert mips.nop_run(w(other, 0, 0, other), 4, endian, False) == [0, 4, 8]
+    assert mips.nop_run(w(0, 0, 0), 0, endian, False) == [0, 4, 8, 12]     # up to the end
+    assert mips.nop_run(w(0, 0, 0, 0, 0), 0, endian, False, limit=3) == [0, 4, 8, 12]
+    assert mips.nop_run(w(0, 0), 2, endian, False) == [0]                   # misaligned
+    assert mips.nop_run(w(0, 0), -4, endian, False) == [0]
+    assert mips.nop_run(w(other), 0, endian, False) == [0]
+
+
+@pytest.mark.parametrize("endian", [">", "<"])
+def test_nop_run_micromips(endian):
+    h = lambda *hs: struct.pack(endian + "%dH" % len(hs), *hs)  # noqa: E731
+    nop16, other = mips.MM_NOP16, 0x1234
+    # nop16, nop16, a 32-bit nop (two zero halfwords), then another instruction
+    assert mips.nop_run(h(nop16, nop16, 0, 0, other), 0, endian, True) == [0, 2, 4, 8]
+    assert mips.nop_run(h(other, nop16, 0, 0), 2, endian, True) == [0, 2, 6]   # to the end
+    assert mips.nop_run(h(nop16, 0, other), 0, endian, True) == [0, 2]         # half a nop32
+    assert mips.nop_run(h(nop16, nop16, nop16), 0, endian, True, limit=2) == [0, 2, 4]
+    assert mips.nop_run(h(nop16, nop16), 1, endian, True) == [0]              # odd
+    assert mips.nop_run(h(nop16, nop16), -2, endian, True) == [0]
+    assert mips.nop_run(h(nop16, nop16), 0, endian, True) == [0, 2, 4]        # ends on a nop16
+    assert mips.nop_run(h(nop16, 0), 0, endian, True) == [0, 2]               # half a nop32 at the end
+    assert mips.pad_size(3, True) == 6 and mips.pad_size(3, False) == 12
+
+
+@pytest.mark.parametrize("word,r6,ok", [
+    (0x03E00008, False, True),   # jr ra (SPECIAL/JR)
+    (0x03E00009, False, True),   # jalr zero,ra: R6's jr, valid before R6 too
+    (0x03E00009, True, True),
+    (0x03E00008, True, False),   # SPECIAL/JR was removed in R6
+    (0x03E00408, False, False),  # jr.hb: hint bits before R6
+    (0x03E00048, False, False),  # hint field (bits 6..10) = 1
+    (0x03E0F809, False, False),  # jalr ra,ra links
+    (0x00600008, False, False),  # jr v1, asked for ra
+])
+def test_jr(word, r6, ok):
+    assert mips.is_jr(word, REG_RA, r6) is ok
+
+
+REG_RA = 31
+
+
+# What GNU as stores as the REL addend of each relocation type recordpatch rewrites
+# (`record --repair`, `patch`): the source's addend, PC-relative ones less 4 (they count from
+# the delay slot), %hi carrying the %lo's sign.
+AS_CASES = {
+    "mips": ("-march=mips32r2", [
+        (".word ext+0x12345678", "R_MIPS_32", 0x12345678),
+        ("jal ext+0x1234\n nop", "R_MIPS_26", 0x1234),
+        ("b ext+0x100\n nop", "R_MIPS_PC16", 0x100 - 4),
+        ("b ext-0x100\n nop", "R_MIPS_PC16", -0x100 - 4),
+        ("lui $2, %hi(ext+0x12348000)\n addiu $2, $2, %lo(ext+0x12348000)", "R_MIPS_HI16",
+         0x1235),
+        ("lui $2, %hi(ext+0x12348000)\n addiu $2, $2, %lo(ext+0x12348000)", "R_MIPS_LO16",
+         0x8000),
+        (".set micromips\n jal ext+0x100\n nop\n .set nomicromips", "R_MICROMIPS_26_S1", 0x100),
+    ]),
+    "mipsr6": ("", [
+        ("balc ext+0x100", "R_MIPS_PC26_S2", 0x100 - 4),
+        ("balc ext-0x1000", "R_MIPS_PC26_S2", -0x1000 - 4),
+        ("beqzc $2, ext+0x200", "R_MIPS_PC21_S2", 0x200 - 4),
+        ("beqzc $2, ext-0x200", "R_MIPS_PC21_S2", -0x200 - 4),
+    ]),
+}
+TYPES = {"R_MIPS_32": 2, "R_MIPS_26": 4, "R_MIPS_HI16": 5, "R_MIPS_LO16": 6, "R_MIPS_PC16": 10,
+         "R_MIPS_PC21_S2": 60, "R_MIPS_PC26_S2": 61, "R_MICROMIPS_26_S1": 133}
+
+
+@pytest.mark.parametrize("target", sorted(AS_CASES))
+def test_rel_addends_as_gas_writes_them(target, tmp_path):
+    from elftools.elf.elffile import ELFFile
+    from conftest import cross
+    flags, cases = AS_CASES[target]
+    for k, (src, rname, addend) in enumerate(cases):
+        s, o = tmp_path / f"{k}.s", tmp_path / f"{k}.o"
+        s.write_text(f"\t.set noreorder\n\t.text\n\t{src}\n")
+        subprocess.run([cross(target, "as"), *flags.split(), str(s), "-o", str(o)], check=True)
+        with open(o, "rb") as f:
+            e = ELFFile(f)
+            (r,) = [r for r in e.get_section_by_name(".rel.text").iter_relocations()
+                    if r["r_info_type"] == TYPES[rname]]
+            w = struct.unpack_from(">I", e.get_section_by_name(".text").data(), r["r_offset"])[0]
+        assert r["r_info_type"] == TYPES[rname], src
+        t = TYPES[rname]
+        assert mips.rel_addend(t, w) in (addend, addend & 0xFFFFFFFF), (src, hex(w))
+        blank = mips.rel_with_addend(t, w, 0)
+        assert mips.rel_with_addend(t, blank, addend) == w, (src, hex(w))
+        assert blank != w
+    assert mips.hi_lo(0x12348000) == (0x1235, 0x8000) and mips.hi_lo(0x12347FFF) == (0x1234, 0x7FFF)
+    assert mips.rel_addend(18, 0) is None
+    with pytest.raises(ValueError):
+        mips.rel_with_addend(18, 0, 0)
+
+
+def test_not_a_site_has_no_kind():
+    """A rejected relocation is site False with kind "" (what `-w` and `--json` report)."""
+    for v in (verdict([JAL0], 4, mips.R_MIPS_26), verdict([MOVE_AT_RA, 0x08000000, 0], 4,
+                                                          mips.R_MIPS_26)):
+        assert v.site is False and v.kind == ""
+    assert verdict([JAL0], 4, mips.R_MIPS_26).reason == \
+        "relocation offset is not an aligned instruction in its section"
+
+
+@pytest.mark.parametrize("word,ok", [
+    (MOVE_AT_RA, True),
+    (MOVE_AT_RA | 1 << 6, False),        # shamt != 0: no longer a move
+    (0x24210010, False),                 # addiu at,at,16
+])
+def test_move_at_ra_fields(word, ok):
+    assert mips.is_move_at_ra(word) is ok
+
+
+def test_small_predicates():
+    assert mips.is_addiu_self(0x24210010, 1) and mips.is_addiu_self(0x64210010, 1)  # (d)addiu at,at
+    assert not mips.is_addiu_self(0x24010010, 1)      # addiu at,zero
+    assert not mips.is_addiu_self(0x34210010, 1)      # ori at,at
+    assert mips.is_lui_any(0x3C018011, 1) and not mips.is_lui_any(0x3C038011, 1)
+    assert not mips.is_lui_any(0x24010001, 1)         # addiu at,zero,1
+    assert not mips.is_lui_any(0x3C218011, 1)         # rs != 0
+    for n, ok in ((0, False), (1, True), (4, True), (8, True), (9, False)):
+        assert mips.is_b_1f(0x10000000 | n) is ok     # beq zero,zero,n
+    assert not mips.is_b_1f(0x10010004) and not mips.is_b_1f(0x24000004)
+    # jal at pc: target in the 256 MB region of the delay slot (pc + 4)
+    assert mips.jal_target(0x0C000010, 0x8FFFFFF8) == 0x80000040
+    assert mips.jal_target(0x0C000010, 0x8FFFFFFC) == 0x90000040
+    assert mips.jal_target(0x0C000010, 0xFFFFFFFC) == 0x00000040            # wraps at 32 bits
+    assert mips.jal_target(0x0C000010, 0xFFFFFFFF8FFFFFFC, 64) == 0xFFFFFFFF90000040
+
+
+LUI_AT, JALR_AT_AT, LI_T0_0, LI_T0_1 = 0x3C018011, 0x00200809, 0x24080000, 0x24080001
+
+
+@pytest.mark.parametrize("w0,w1,w2,r6,state", [
+    (LUI_AT, 0, LI_T0_0, False, "init"),
+    (LUI_AT, JALR_AT_AT, LI_T0_0, False, "call-regs"),
+    (LUI_AT, JALR_AT_AT, LI_T0_1, False, "call"),
+    (LUI_AT, 0x24210010, 0x00200008, False, "redirect"),   # addiu at,at,16; jr at
+    (LUI_AT, 0x24210010, 0x00200009, True, "redirect"),    # R6 jr at = jalr zero,at
+    (LUI_AT, 0x24210010, 0x00200008, True, ""),            # SPECIAL/JR does not exist on R6
+    (LUI_AT, 0x24210010, 0x00600008, False, ""),           # jr v1
+    (LUI_AT, 0x24010010, 0x00200008, False, ""),           # addiu at,zero
+    (LUI_AT, 0, LI_T0_1, False, ""),                       # nop with flag 1: no such state
+    (LUI_AT, 0, 0x24080002, False, ""),                    # flag 2
+    (LUI_AT, 0x27BDFFE8, LI_T0_0, False, ""),              # other second word
+    (LUI_AT, None, LI_T0_0, False, ""),
+    (LUI_AT, 0, None, False, ""),
+    (0x3C038011, 0, LI_T0_0, False, ""),                   # lui v1
+])
+def test_pad_state(w0, w1, w2, r6, state):
+    assert mips.pad_state(w0, w1, w2, 8, r6) == state

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, need
+from conftest import ROOT, need, need_module
 
 QEMU_FIX = ROOT / "testdata" / "qemu" / "fixtures"
 TARGETS = ("mips", "mipsel", "mips64", "mips64el")
 RP = [sys.executable, "-m", "recordpatch"]
 
-pytest.importorskip("keystone")
-pytest.importorskip("capstone")
+need_module("keystone")
+need_module("capstone")
 
 from recordpatch.arch.encode import Target  # noqa: E402
 from recordpatch.passes import patch as P  # noqa: E402
@@ -240,8 +240,7 @@ def test_only_and_except(tmp_path):
 def test_relocatable_objects(tmp_path):
     """.o files: only states that need no new relocation (numeric addresses)."""
     obj = ROOT / "testdata" / "fixtures" / "mipsel" / "pfe3" / "patchable.o"
-    if not obj.exists():
-        pytest.skip("pfe3 fixture missing")
+    assert obj.exists(), f"committed fixture {obj} missing"
     o = tmp_path / "o.o"
     # GCC 12 put every pad before its label (PR99217): patch refuses it as record does
     r = rp("patch", obj, "-o", o, "--state", "call", "--trampoline", "0x10020000")

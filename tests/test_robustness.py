@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, need, recorded_sites
+from conftest import FIXTURES, ROOT, built_with_pg, need, recorded_sites
 
 NOBODY = 65534
 
@@ -192,9 +192,9 @@ def test_killed_with_backup(tmp_path, point):
 
 
 def _kill_trials(f: Path, orig: bytes, want: bytes, trials: int, seed: int, span: float,
-                 on_temp: bool) -> dict:
+                 on_temp: bool) -> None:
+    """Each trial's file is whole: the original or the complete output."""
     rng = random.Random(seed)
-    seen = {"original": 0, "recorded": 0}
     for i in range(trials):
         f.write_bytes(orig)
         p = subprocess.Popen([sys.executable, "-m", "recordpatch", "record", str(f)],
@@ -212,9 +212,7 @@ def _kill_trials(f: Path, orig: bytes, want: bytes, trials: int, seed: int, span
         p.wait()
         now = f.read_bytes()
         assert now in (orig, want), f"trial {i}: file is neither the original nor the output"
-        seen["original" if now == orig else "recorded"] += 1
         only_our_temps(f.parent, f.name, allowed=("expected",))
-    return seen
 
 
 def _span(f: Path, orig: bytes) -> float:
@@ -230,8 +228,7 @@ def test_sigkill_at_random_moments(tmp_path):
     f = fixture_copy(tmp_path)
     orig = f.read_bytes()
     want = recorded_bytes(f, tmp_path)
-    seen = _kill_trials(f, orig, want, 20, 1, _span(f, orig), on_temp=False)
-    assert sum(seen.values()) == 20
+    _kill_trials(f, orig, want, 20, 1, _span(f, orig), on_temp=False)
     assert run("record", f).returncode == 0 and f.read_bytes() == want
 
 
@@ -243,8 +240,7 @@ def test_sigkill_large_object(tmp_path):
     f.write_bytes(lzma.decompress((FIXTURES / "mipsel/manysec/manysec.o.xz").read_bytes()))
     orig = f.read_bytes()
     want = recorded_bytes(f, tmp_path)
-    seen = _kill_trials(f, orig, want, 24, 2, _span(f, orig), on_temp=True)
-    assert sum(seen.values()) == 24
+    _kill_trials(f, orig, want, 24, 2, _span(f, orig), on_temp=True)
     left = temp_leftovers(tmp_path, f.name)
     f.write_bytes(orig)
     r = run("record", f)
@@ -291,7 +287,7 @@ def test_many_processes_on_distinct_files(tmp_path):
     """`make -j`: 24 record processes at once, one per file: each output is exactly the
     single-process result."""
     srcs = [p for p in sorted(FIXTURES.glob("*/kernel*/*.o"))
-            if p.name not in ("weakstrip.o", "nosites.o", "mcount_user.o", "mcount_def.o")]
+            if p.name not in ("weakstrip.o", "nosites.o") and built_with_pg(p)]
     srcs = srcs[::max(1, len(srcs) // 24)][:24]
     assert len(srcs) >= 20
     files, wants = [], []

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from conftest import run_ours
+from conftest import need_module, run_ours
 from recordpatch.arch import encode as E
 from recordpatch.passes import transitions as T
 
-pytest.importorskip("keystone")
-pytest.importorskip("capstone")
+need_module("keystone")
+need_module("capstone")
 
 TARGETS = E.ALL_TARGETS
 
