@@ -248,3 +248,25 @@ def test_finished_module_link_order_is_no_finding(tmp_path):
         js = json.loads(r.stdout)["files"][0]
         assert {d["id"] for d in js["defects"]} == {"SHF_LINK_ORDER"}
         assert bool(js["findings"]) == findings and r.returncode == (1 if findings else 0)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_pad_size_when_bodies_start_with_a_nop(target, tmp_path):
+    """testdata/src/pfe_loopstart.c: on n64 half of its functions open with a nop (the shape
+    of Linux 6.1 drivers/pci/host-bridge.o), so half of the nop runs are 4 long. The pad is
+    still 3 nops: every function moves by 12 bytes and the repaired object audits clean."""
+    src = FIXTURES / target / "pfe3" / "pfe_loopstart.o"
+    obj = tmp_path / src.name
+    shutil.copyfile(src, obj)
+    old = functions(obj)
+    if target.startswith("mips64"):
+        opens_with_nop = [f for f, (v, _, sec) in old.items() if words_at(obj, sec, v, 1) == [0]]
+        assert sorted(opens_with_nop) == ["pl_first", "pl_root"]
+    r = run_ours("record", "--repair", obj)
+    assert r.returncode == 0 and "expected 4" not in r.stderr, r.stderr
+    new = functions(obj)
+    assert set(new) == {"pl_root", "pl_first", "pl_value", "pl_set"}
+    for f, (value, size, sec) in old.items():
+        assert new[f] == (value - 12, size + 12, sec), f
+    r = run_ours("audit", obj)
+    assert r.returncode == 0, r.stderr

@@ -172,8 +172,16 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
         nb = sum(1 for p in run[:-1] if p < func.value - off)
         found.append((t, slot, tsec, off, micro, func, run, nb))
     if nops is None:
-        counts = Counter(len(x[6]) - 1 for x in found)
-        nops = counts.most_common(1)[0][0] if counts else 0
+        # N from the pads themselves. A function body may start with a nop, making a run
+        # longer than its pad (Linux 6.1 n64 drivers/pci/host-bridge.o: 3 of 6 runs are 4
+        # long), so a PR99217 object is read by its pads whose run ends at the label; only
+        # then (run == nops before the label > 0) is the run exactly the pad.
+        # Otherwise (pads at their labels) runs are never shorter than the pad, only longer:
+        # the shortest run that a quarter of the pads share (one damaged pad does not set N).
+        exact = Counter(len(x[6]) - 1 for x in found if len(x[6]) - 1 == x[7] > 0)
+        counts = exact or Counter(len(x[6]) - 1 for x in found)
+        common = [r for r, c in counts.items() if 4 * c >= sum(counts.values())]
+        nops = min(common) if common else counts.most_common(1)[0][0] if counts else 0
     pads: list[Pad] = []
     seen_at: dict[tuple[int, int], int] = {}
     seen_fn: dict[tuple[int, int], int] = {}

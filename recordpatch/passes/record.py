@@ -227,7 +227,8 @@ def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignor
                     diags.append(Diagnostic(NOTE, "call to _mcount the kernel cannot patch, "
                                             f"not recorded: {r.reason}", where))
             elif not any(a <= off <= b for b, a in spans.items()):
-                diags.append(Diagnostic(NOTE, f"not a call, not recorded: {v.reason}", where))
+                diags.append(Diagnostic(NOTE, f"{NOT_A_CALL if counted else 'not a call'}, "
+                                        f"not recorded: {v.reason}", where))
             continue
         if v.pair >= 0:
             paired.add(v.pair)
@@ -290,6 +291,23 @@ def find_sites(elf: ElfFile, warn_ignored: bool = False):
     return sites, ignored, rela, diags, refused
 
 
+#: The -w note for a reference to _mcount in a traced section that is not a call: the
+#: reference records every such relocation (in a vmlinux.o, ftrace's own address loads).
+NOT_A_CALL = "not a call (recordmcount would record it)"
+
+
+def not_a_call_summary(diags) -> Diagnostic | None:
+    """The default warning for what recordpatch leaves out and the reference records."""
+    n = sum(1 for d in diags if d.level == NOTE and d.message.startswith(NOT_A_CALL))
+    if not n:
+        return None
+    many = n != 1
+    return Diagnostic(WARNING, f"{n} reference{'s' * many} to _mcount in traced sections "
+                      f"{'are not calls' if many else 'is not a call'} and not recorded; Linux "
+                      f"6.1's recordmcount records {'them' if many else 'it'} as call sites "
+                      "(ftrace would then patch that code); -w lists them")
+
+
 def refusal(refused: list[Refused]) -> str:
     """The one-line error for an object with calls the kernel cannot patch."""
     first = refused[0]
@@ -338,6 +356,9 @@ def plan(elf: ElfFile, warn_ignored: bool = False, quirks: bool = False) -> Reco
         return RecordPlan(abi, False, [], [], [Diagnostic(
             WARNING, f"{TABLE} already exists; file left unchanged")], True, [])
     groups, ignored, rela, diags, refused = _scan(elf, warn_ignored)
+    loads = not_a_call_summary(diags)
+    if loads is not None:
+        diags.append(loads)
     if refused:
         diags.append(Diagnostic(ERROR, refusal(refused)))
         return RecordPlan(abi, bool(rela), [], ignored, diags, False, [], refused)
