@@ -275,14 +275,14 @@ def _uleb128(values) -> bytes:
 def add_section_symbols(elf: ElfFile, sections: list[int]) -> list[bytes | memoryview]:
     """The image with a local STT_SECTION symbol added for each of ``sections``.
 
-    Why: a section whose only symbols are weak (clang's integrated assembler, and gas
-    since 2.36, drop section symbols nothing refers to) has no symbol that stays with it
+    Why: a section whose only symbols are weak (clang's integrated assembler drops section
+    symbols nothing refers to; so does `objcopy --strip-unneeded`) has no symbol that stays with it
     when the weak definition loses to a strong one elsewhere. gABI "Symbol Table": local
     symbols precede the others and .symtab's sh_info is the first non-local index, so the
     new symbols go in at sh_info and every index from there on moves up: each r_sym of
     the relocation sections linked to .symtab, a section group's signature (sh_info), the
-    SHT_SYMTAB_SHNDX entries (gABI "Extended Section Indexes"; created if a new symbol's
-    section index needs the SHN_XINDEX escape and the table does not exist) and LLVM's
+    SHT_SYMTAB_SHNDX entries (gABI "Extended Section Indexes": a new symbol whose section
+    index is past SHN_LORESERVE gets the SHN_XINDEX escape and its index there) and LLVM's
     .llvm_addrsig indexes. A section of any other type linked to .symtab is refused: we
     cannot know what its contents index. Written with :func:`append_sections`: the
     grown and rewritten tables are new copies at the end, nothing moves.
@@ -309,7 +309,6 @@ def add_section_symbols(elf: ElfFile, sections: list[int]) -> list[bytes | memor
     old = elf.section_data(st.section)
     replace = {sym_i: Replacement(old[:first * ent] + b"".join(syms) + old[first * ent:],
                                   first + k)}
-    new: list[NewSection] = []
     xwords = struct.pack(f"{e}{k}I", *(s if x else 0 for s, x in zip(sections, xindex)))
     shndx_sec = None
     for i in elf.indexes_of_type(C.SHT_SYMTAB_SHNDX):
@@ -319,9 +318,10 @@ def add_section_symbols(elf: ElfFile, sections: list[int]) -> list[bytes | memor
         tab = elf.section_data(shndx_sec)
         replace[shndx_sec.index] = Replacement(tab[:4 * first] + xwords + tab[4 * first:])
     elif any(xindex):
-        new.append(NewSection(".symtab_shndx", C.SHT_SYMTAB_SHNDX, 0,
-                              bytes(4 * first) + xwords + bytes(4 * (count - first)),
-                              4, 4, sym_i))
+        # cannot happen in a well-formed file: the weak symbol defined in that section
+        # needs the same escape, hence the table
+        raise RecordpatchError("cannot add section symbols: a section index needs SHN_XINDEX "
+                               "and there is no SHT_SYMTAB_SHNDX")
 
     for sec in elf.sections:
         if sec.link != sym_i or sec.index == sym_i or sec is shndx_sec:
@@ -343,4 +343,4 @@ def add_section_symbols(elf: ElfFile, sections: list[int]) -> list[bytes | memor
             raise RecordpatchError(
                 f"cannot add section symbols: section {sec.index} ({sec.name}, type "
                 f"{sec.type:#x}) is linked to {st.section.name} and its contents are unknown")
-    return append_sections(elf, new, replace)
+    return append_sections(elf, [], replace)
