@@ -69,9 +69,9 @@ def target_of(path: Path) -> str:
 
 def pg_objects() -> list[Path]:
     """Every committed relocatable fixture (.o and .ko), excluding compressed ones."""
-    # manysec/manysec.o is the uncompressed build product of manysec.o.xz (not committed)
+    # [clang-]manysec/manysec.o is the uncompressed build product of manysec.o.xz (not committed)
     out = sorted(p for p in FIXTURES.rglob("*") if p.suffix in (".o", ".ko") and p.is_file()
-                 and p.parent.name != "manysec" and not is_non_pg_fixture(p))
+                 and p.name != "manysec.o" and not is_non_pg_fixture(p))
     return out
 
 

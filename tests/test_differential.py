@@ -22,7 +22,9 @@ from conftest import (FIXTURES, TRACED_NAMES, built_with_pg, cross, expected_sit
                       reference_model, run_ours, run_reference, strip_index, target_of)
 
 WHOLE = {"vmlinux.o", "module.ko"}
-OBJECTS = [p for p in pg_objects() if p.name not in WHOLE]
+# clang's -mlong-calls -pg sequence is not GCC's (testdata/README.md, "clang"): kept apart
+CLANG_LONG = [p for p in pg_objects() if p.parent.name == "clang-module"]
+OBJECTS = [p for p in pg_objects() if p.name not in WHOLE and p not in CLANG_LONG]
 LINKED = [p for p in pg_objects() if p.name in WHOLE]
 MANYSEC = sorted(FIXTURES.rglob("manysec*.o.xz"))
 
@@ -34,6 +36,24 @@ def record_both(src: Path, tmp: Path):
     rr = run_reference(ref)
     ro = run_ours("record", ours)
     return ref, rr, ours, ro
+
+
+def _without_header_padding(path: Path) -> bytes:
+    """The file with the 0-3 alignment bytes before the section header table zeroed: the
+    reference leaves them uninitialised (README, "Padding bytes"; the o32 clang-kernel/weak.o
+    fixtures get non-zero ones here). The range, from pyelftools: the end of the section-name table,
+    which both tools write last, to e_shoff."""
+    from elftools.elf.elffile import ELFFile
+
+    data = bytearray(path.read_bytes())
+    with open(path, "rb") as f:
+        e = ELFFile(f)
+        shstr = e.get_section(e["e_shstrndx"] if e["e_shstrndx"] != "SHN_XINDEX"
+                              else e.get_section(0)["sh_link"])
+        end, shoff = shstr["sh_offset"] + shstr["sh_size"], e["e_shoff"]
+    if 0 <= shoff - end < 4:
+        data[end:shoff] = bytes(shoff - end)
+    return bytes(data)
 
 
 def _ld_accepts(target: str, path: Path, tmp: Path):
@@ -53,12 +73,16 @@ def _readelf_sane(target: str, path: Path):
 def test_same_sites_as_reference(src: Path, tmp_path):
     ref, rr, ours, ro = record_both(src, tmp_path)
     if rr.returncode != 0:
-        # The reference refuses it (weakstrip.o: a section whose functions are all weak and
-        # has no section symbol). So must we: one clear line, the file untouched.
-        assert ro.returncode == 1, f"reference failed ({rr.stderr.strip()}) but we did not"
-        lines = ro.stderr.strip().splitlines()
-        assert len(lines) == 1 and ": error: recordpatch: " in lines[0], ro.stderr
-        assert ours.read_bytes() == src.read_bytes()
+        # The reference refuses a section whose symbols are all weak and that has no section
+        # symbol (weakstrip.o; clang drops such symbols). We record it, against an added
+        # section symbol: every call, the file still accepted by ld -r and readelf (the
+        # link proof is tests/test_weakonly.py). Anything else it refuses, so must we.
+        assert "Cannot find symbol for section" in rr.stderr, rr.stderr
+        assert ro.returncode == 0, ro.stderr
+        assert recorded_sites(ours) == expected_sites(src)
+        t = target_of(src)
+        _ld_accepts(t, ours, tmp_path)
+        _readelf_sane(t, ours)
         return
     assert ro.returncode == 0, ro.stderr
     theirs, got = recorded_sites(ref), recorded_sites(ours)
@@ -79,7 +103,8 @@ def test_same_sites_as_reference(src: Path, tmp_path):
         assert all(o >= 4 for _, _, o in dropped), dropped
         assert not any(decoded.get(s[1:]) for s in loads), loads
         return
-    assert ours.read_bytes() == ref.read_bytes(), "same table but not byte-identical output"
+    assert _without_header_padding(ours) == _without_header_padding(ref), \
+        "same table but not byte-identical output"
     if got is not None:
         t = target_of(src)
         _ld_accepts(t, ours, tmp_path)
@@ -92,10 +117,6 @@ def test_same_sites_as_reference(src: Path, tmp_path):
 def test_idempotent(src: Path, tmp_path):
     f = materialize(src, tmp_path)
     first = run_ours("record", f)
-    if first.returncode == 1 and src.name == "weakstrip.o":  # refused each time, never half-written
-        assert f.read_bytes() == src.read_bytes()
-        assert run_ours("record", f).returncode == 1 and f.read_bytes() == src.read_bytes()
-        return
     assert first.returncode == 0, first.stderr
     once = f.read_bytes()
     r = run_ours("record", f)
@@ -199,7 +220,11 @@ def _elf64_be_extended(path: Path) -> bool:
 def test_manysec_same_as_reference(src: Path, tmp_path):
     ref, rr, ours, ro = record_both(src, tmp_path)
     assert ro.returncode == 0, ro.stderr
-    assert rr.returncode == 0, rr.stderr
+    got = recorded_sites(ours)
+    if rr.returncode != 0:   # clang-manysec: weak-only sections (tests/test_weakonly.py)
+        assert "Cannot find symbol for section" in rr.stderr, rr.stderr
+        assert got is not None and got == expected_sites(ref)
+        return
     got = recorded_sites(ours)
     assert got is not None and got == expected_sites(ref)
     _ld_accepts(target_of(src), ours, tmp_path)
@@ -225,7 +250,7 @@ def test_reference_quirks_is_byte_identical(src: Path, tmp_path):
     rr = run_reference(ref)
     ro = run_ours("record", "--reference-quirks", ours)
     assert ro.returncode == rr.returncode, (ro.stderr, rr.stderr)
-    assert ours.read_bytes() == ref.read_bytes()
+    assert _without_header_padding(ours) == _without_header_padding(ref)
 
 
 def test_reference_quirks_from_environment_and_notes(tmp_path):
@@ -291,3 +316,15 @@ def test_long_call_lost_across_sections(src: Path, tmp_path):
     assert ".init.text+0x8: recordmcount would leave this call out" in r.stderr
     a = run_ours("audit", ref)
     assert a.returncode == 1 and "table_init+0x8 has no __mcount_loc entry" in a.stdout + a.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12: clang's -mlong-calls -pg sequence (lui at / "
+                   "addiu t9,at / jalr t9, no move at,ra) is neither recorded nor reported by "
+                   "default; remove this mark when issue 12 makes it loud")
+@pytest.mark.parametrize("src", [p for p in CLANG_LONG if p.name != "nosites.o"], ids=fixture_id)
+def test_clang_long_calls_not_dropped_silently(src: Path, tmp_path):
+    """Calls the reference records (or fails on) and we do not must be reported by default."""
+    ref, rr, ours, ro = record_both(src, tmp_path)
+    assert mcount_relocs(src), "fixture without _mcount references"
+    if recorded_sites(ours) != recorded_sites(ref) or rr.returncode:
+        assert ro.stderr.strip(), "fewer calls than the reference, and not a word"

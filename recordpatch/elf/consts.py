@@ -29,7 +29,10 @@ SHT_STRTAB = 3
 SHT_RELA = 4
 SHT_NOBITS = 8
 SHT_REL = 9
+SHT_GROUP = 17
 SHT_SYMTAB_SHNDX = 18
+# LLVM's address-significance table: ULEB128 symbol indexes (LLVM docs, "Extensions").
+SHT_LLVM_ADDRSIG = 0x6FFF4C03
 
 # Section flags.
 SHF_WRITE = 0x1

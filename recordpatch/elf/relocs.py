@@ -16,6 +16,7 @@ from array import array
 from itertools import accumulate, chain, compress, repeat
 from operator import add, and_, floordiv, itemgetter, lshift, mod, or_, rshift
 
+from ..errors import RecordpatchError
 from ..tuples import named
 
 
@@ -201,6 +202,29 @@ class RelocLayout:
         """The slow, always exact form of :meth:`find_sym`: each entry's r_sym compared."""
         w = len(pat)
         return [k for k in range(len(col) // 4) if col[4 * k + where:4 * k + where + w] == pat]
+
+    def shift_syms(self, data, first: int, by: int) -> bytes | None:
+        """The table with every r_sym >= ``first`` raised by ``by`` (symbols inserted into
+        .symtab at ``first``), or None when no entry refers that high. Only the r_sym
+        field changes: the 32-bit word holding it (Elf32 r_info, whose low byte is
+        r_type; n64 r_sym; Elf64 r_info's high half) is rewritten, nothing else."""
+        words = array("I", bytes(data))
+        if self.endian != _HOST:
+            words.byteswap()
+        stride = self.entsize // 4
+        col = words[self.sym_field // 4::stride]
+        shift = 8 if not self.is64 else 0          # Elf32: sym = r_info >> 8
+        low = first << shift
+        if not col or max(col) < low:
+            return None
+        step = by << shift
+        new = [w + step if w >= low else w for w in col]
+        if max(new) > 0xFFFFFFFF:
+            raise RecordpatchError(f"symbol index {max(new) >> shift} does not fit in r_sym")
+        words[self.sym_field // 4::stride] = array("I", new)
+        if self.endian != _HOST:
+            words.byteswap()
+        return words.tobytes()
 
     # -- encoding ---------------------------------------------------------
     def encode_many(self, offsets, syms, rtype: int, addends=None) -> bytes:

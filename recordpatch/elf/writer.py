@@ -40,6 +40,12 @@ class NewSection(named("NewSection", "name type flags data addralign entsize lin
 
 
 
+class Replacement(named("Replacement", "data info", defaults=(None,))):
+    """New contents for an existing section (None: keep them), written as a copy at the
+    end of the file, and a new sh_info (None: keep it)."""
+    __slots__ = ()
+
+
 def _shared_names(base: int, names: list[str]) -> tuple[bytes, list[int]]:
     """Bytes to append to a string table, and each name's offset.
 
@@ -66,9 +72,15 @@ def _shared_names(base: int, names: list[str]) -> tuple[bytes, list[int]]:
     return b"".join(n.encode() + b"\0" for n in stored), offs
 
 
-def append_sections(elf: ElfFile, new: list[NewSection]) -> list[bytes | memoryview]:
+def append_sections(elf: ElfFile, new: list[NewSection],
+                    replace: dict[int, Replacement] | None = None) -> list[bytes | memoryview]:
     """The output image, as chunks to write in order, with ``new`` appended (unchanged
-    stretches of the input are memoryviews of it; ``b"".join`` makes one image)."""
+    stretches of the input are memoryviews of it; ``b"".join`` makes one image).
+
+    ``replace``: section index -> :class:`Replacement`. A grown or rewritten section is
+    not edited in place (its neighbours would have to move): its new contents go after
+    the new sections and its header entry is pointed at them; the old bytes stay, dead.
+    Without ``new`` the section-name table is not copied (no name to add)."""
     if not elf.shnum:
         raise RecordpatchError("cannot add sections: the file has no section header table")
     if not elf.shstrndx:
@@ -83,7 +95,7 @@ def append_sections(elf: ElfFile, new: list[NewSection]) -> list[bytes | memoryv
     shstr = elf.section(elf.shstrndx)
 
     names_blob, name_offs = _shared_names(shstr.size, [s.name for s in new])
-    strtab = elf.section_data(shstr) + names_blob
+    strtab = elf.section_data(shstr) + names_blob if new else b""
     str_off = len(data)
     t = str_off + len(strtab)
     pad_hdr = (-t) % align
@@ -93,9 +105,10 @@ def append_sections(elf: ElfFile, new: list[NewSection]) -> list[bytes | memoryv
     # Header-table entries: the old ones byte for byte (copied, not re-packed: a vmlinux.o
     # has ~15k), with the two live edits patched in.
     old_table = bytearray(data[elf.shoff:elf.shoff + old_n * shdr.size])
-    h = list(shdr.unpack_from(old_table, elf.shstrndx * shdr.size))
-    h[4], h[5] = str_off, len(strtab)
-    shdr.pack_into(old_table, elf.shstrndx * shdr.size, *h)
+    if new:
+        h = list(shdr.unpack_from(old_table, elf.shstrndx * shdr.size))
+        h[4], h[5] = str_off, len(strtab)
+        shdr.pack_into(old_table, elf.shstrndx * shdr.size, *h)
     overflow = new_n >= C.SHN_LORESERVE
     if overflow or elf.e_shnum == 0:
         h0 = list(shdr.unpack_from(old_table, 0))
@@ -117,6 +130,20 @@ def append_sections(elf: ElfFile, new: list[NewSection]) -> list[bytes | memoryv
                             resolve(s.link), resolve(s.info), s.addralign, s.entsize))
         body.append(s.data)
         pos += len(s.data)
+
+    for i, r in sorted((replace or {}).items()):
+        h = list(shdr.unpack_from(old_table, i * shdr.size))
+        if r.data is not None:
+            pad = (-pos) % max(1, h[8])
+            if pad:
+                body.append(b"\0" * pad)
+                pos += pad
+            h[4], h[5] = pos, len(r.data)
+            body.append(r.data)
+            pos += len(r.data)
+        if r.info is not None:
+            h[7] = r.info
+        shdr.pack_into(old_table, i * shdr.size, *h)
 
     table = bytes(old_table) + b"".join(shdr.pack(*x) for x in new_entries)
 
@@ -219,3 +246,101 @@ def write_atomic(path: str, chunks: list[bytes], mode: int | None = None,
                 why += " (sticky directory, and the file belongs to another user)"
             raise RecordpatchError(f"cannot {step} {os.path.basename(path)}: {why}") from None
         raise
+
+
+def _uleb128_list(blob: bytes, what: str) -> list[int]:
+    out, val, shift = [], 0, 0
+    for b in blob:
+        val |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            out.append(val)
+            val, shift = 0, 0
+    if shift:
+        raise RecordpatchError(f"{what}: truncated ULEB128 value")
+    return out
+
+
+def _uleb128(values) -> bytes:
+    out = bytearray()
+    for v in values:
+        while True:
+            b, v = v & 0x7F, v >> 7
+            out.append(b | (0x80 if v else 0))
+            if not v:
+                break
+    return bytes(out)
+
+
+def add_section_symbols(elf: ElfFile, sections: list[int]) -> list[bytes | memoryview]:
+    """The image with a local STT_SECTION symbol added for each of ``sections``.
+
+    Why: a section whose only symbols are weak (clang's integrated assembler drops section
+    symbols nothing refers to; so does `objcopy --strip-unneeded`) has no symbol that stays with it
+    when the weak definition loses to a strong one elsewhere. gABI "Symbol Table": local
+    symbols precede the others and .symtab's sh_info is the first non-local index, so the
+    new symbols go in at sh_info and every index from there on moves up: each r_sym of
+    the relocation sections linked to .symtab, a section group's signature (sh_info), the
+    SHT_SYMTAB_SHNDX entries (gABI "Extended Section Indexes": a new symbol whose section
+    index is past SHN_LORESERVE gets the SHN_XINDEX escape and its index there) and LLVM's
+    .llvm_addrsig indexes. A section of any other type linked to .symtab is refused: we
+    cannot know what its contents index. Written with :func:`append_sections`: the
+    grown and rewritten tables are new copies at the end, nothing moves.
+    """
+    st = elf.symtab
+    if st is None:
+        raise RecordpatchError("cannot add section symbols: no symbol table")
+    sym_i = st.section.index
+    first, count, ent = st.section.info, st.count, st.entsize
+    if not 0 < first <= count:
+        raise RecordpatchError(f"{st.section.name}: sh_info {first} is not the index of "
+                               f"the first non-local symbol ({count} symbols)")
+    k = len(sections)
+    e = elf.endian
+    xindex = [s >= C.SHN_LORESERVE for s in sections]
+    if elf.bits == 32:   # st_name, st_value, st_size, st_info, st_other, st_shndx
+        pack = struct.Struct(e + "IIIBBH").pack
+        syms = [pack(0, 0, 0, C.STT_SECTION, 0, C.SHN_XINDEX if x else s)
+                for s, x in zip(sections, xindex)]
+    else:                # st_name, st_info, st_other, st_shndx, st_value, st_size
+        pack = struct.Struct(e + "IBBHQQ").pack
+        syms = [pack(0, C.STT_SECTION, 0, C.SHN_XINDEX if x else s, 0, 0)
+                for s, x in zip(sections, xindex)]
+    old = elf.section_data(st.section)
+    replace = {sym_i: Replacement(old[:first * ent] + b"".join(syms) + old[first * ent:],
+                                  first + k)}
+    xwords = struct.pack(f"{e}{k}I", *(s if x else 0 for s, x in zip(sections, xindex)))
+    shndx_sec = None
+    for i in elf.indexes_of_type(C.SHT_SYMTAB_SHNDX):
+        if elf.section(i).link == sym_i:
+            shndx_sec = elf.section(i)
+    if shndx_sec is not None:
+        tab = elf.section_data(shndx_sec)
+        replace[shndx_sec.index] = Replacement(tab[:4 * first] + xwords + tab[4 * first:])
+    elif any(xindex):
+        # cannot happen in a well-formed file: the weak symbol defined in that section
+        # needs the same escape, hence the table
+        raise RecordpatchError("cannot add section symbols: a section index needs SHN_XINDEX "
+                               "and there is no SHT_SYMTAB_SHNDX")
+
+    for sec in elf.sections:
+        if sec.link != sym_i or sec.index == sym_i or sec is shndx_sec:
+            continue
+        if sec.type in (C.SHT_REL, C.SHT_RELA):
+            lay = elf.reloc_layout(sec.type == C.SHT_RELA)
+            got = lay.shift_syms(elf._reloc_section(sec)[1], first, k)
+            if got is not None:
+                replace[sec.index] = Replacement(got)
+        elif sec.type == C.SHT_GROUP:
+            if sec.info >= first:
+                replace[sec.index] = Replacement(None, sec.info + k)
+        elif sec.type == C.SHT_LLVM_ADDRSIG:
+            idx = _uleb128_list(elf.section_data(sec), sec.name)
+            if any(i >= first for i in idx):
+                replace[sec.index] = Replacement(_uleb128(i + k if i >= first else i
+                                                          for i in idx))
+        elif sec.type != C.SHT_SYMTAB_SHNDX:
+            raise RecordpatchError(
+                f"cannot add section symbols: section {sec.index} ({sec.name}, type "
+                f"{sec.type:#x}) is linked to {st.section.name} and its contents are unknown")
+    return append_sections(elf, [], replace)

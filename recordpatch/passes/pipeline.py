@@ -135,6 +135,8 @@ def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, qui
             return _record_patchable(path, data, st, elf, dry_run, warn_ignored, quirks,
                                      describe, nops, table, repair, backup)
         p = record.plan(elf, warn_ignored, quirks)
+        if p.elf is not None:   # the input with section symbols added: the table goes on it
+            elf = p.elf
         if p.refused:
             status = "error"
         elif p.already:
@@ -216,6 +218,9 @@ def _record_patchable(path, data, st, elf, dry_run, warn_ignored, quirks, descri
             diags.extend(rdiags)
     diags.extend(pp.diagnostics)
     p = record.plan(elf, warn_ignored, quirks)
+    if p.elf is not None:   # section symbols added: the pads are read again from that image
+        elf = p.elf
+        pp = patchable.plan(elf, pp.nops, m)
     diags.extend(p.diagnostics)
     if p.refused:
         return FileResult(path, "error", diags, {"path": path, "status": "error",

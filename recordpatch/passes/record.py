@@ -85,7 +85,7 @@ class RecordPlan:
     """
 
     __slots__ = ("abi", "rela", "groups", "ignored", "diagnostics", "already", "new_sections",
-                 "_entries", "refused")
+                 "_entries", "refused", "elf")
 
     def __init__(self, abi, rela, groups, ignored, diagnostics, already, new_sections,
                  refused=()):
@@ -93,6 +93,7 @@ class RecordPlan:
         self.diagnostics, self.already, self.new_sections = diagnostics, already, new_sections
         self._entries = None
         self.refused = list(refused)   # Refused calls: the plan must not be written
+        self.elf = None   # the image new_sections go onto when it is not the input's
 
     @property
     def count(self) -> int:
@@ -382,13 +383,17 @@ def plan(elf: ElfFile, warn_ignored: bool = False, quirks: bool = False) -> Reco
     if not groups:
         return RecordPlan(abi, bool(rela), [], ignored, diags, False, [])
     bases = _base_symbols(elf, {g.section for g in groups})
+    missing = [g for g in groups if g.section not in bases]
+    if missing and not quirks:
+        return _plan_with_section_symbols(elf, missing, warn_ignored)
     planned = []
     for g in groups:
         base = bases.get(g.section)
         if base is None:
             raise RecordpatchError(
                 f"cannot find a non-weak symbol for section {g.section} ({g.section_name}) "
-                "to express its call sites against")
+                "to express its call sites against (recordmcount's failure, kept by "
+                "--reference-quirks)")
         planned.append((g, base[0], base[1]))
     syms: list[int] = []
     addends: list[int] = []
@@ -397,6 +402,23 @@ def plan(elf: ElfFile, warn_ignored: bool = False, quirks: bool = False) -> Reco
         addends += map(sub, g.offsets, repeat(value))
     return RecordPlan(abi, rela, planned, ignored, diags, False,
                       table_sections(elf, abi, rela, syms, addends))
+
+
+def _plan_with_section_symbols(elf: ElfFile, missing: list[SiteGroup],
+                               warn_ignored: bool) -> RecordPlan:
+    """The plan for ``elf`` with a local section symbol added to each section in
+    ``missing`` (sites, but only weak symbols): entries against a weak symbol would
+    follow a strong definition elsewhere into another function. recordmcount gives up
+    on such an object ("Cannot find symbol for section"); Kbuild then deletes it.
+    The plan's ``elf`` is the grown image, the one to append the table to."""
+    from ..elf.writer import add_section_symbols
+    grown = ElfFile(b"".join(add_section_symbols(elf, [g.section for g in missing])))
+    p = plan(grown, warn_ignored)
+    p.elf = grown
+    p.diagnostics.extend(Diagnostic(NOTE, "only weak symbols here: added a local section "
+                                    "symbol to relocate its entries against (recordmcount "
+                                    "fails on this object)", g.section_name) for g in missing)
+    return p
 
 
 def build_table(elf: ElfFile, abi: mips.Abi, rela: bool, entries: list[Entry]) -> list[NewSection]:

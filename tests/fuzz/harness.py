@@ -165,7 +165,7 @@ class Corpus:
             try:
                 elf = ElfFile(self.data[name])
                 p = record.plan(elf)
-                self._recorded[name] = (b"".join(append_sections(elf, p.new_sections))
+                self._recorded[name] = (b"".join(append_sections(p.elf or elf, p.new_sections))
                                         if p.new_sections else None)
             except RecordpatchError:
                 self._recorded[name] = None
