@@ -103,6 +103,9 @@ def funct(w: int) -> int:
 
 
 OP_SPECIAL, OP_J, OP_JAL, OP_BEQ, OP_ADDIU, OP_ORI, OP_LUI, OP_DADDIU = 0, 2, 3, 4, 9, 13, 15, 25
+#: MIPS32/64 Release 6 POP66/POP76 with rs = 0: JIC rt,off / JIALC rt,off (`jrc`/`jalrc`
+#: when off = 0), compact jumps with no delay slot (pre-R6, the same opcodes are LDC2/SDC2).
+OP_POP66, OP_POP76 = 54, 62
 FN_SLL, FN_JR, FN_JALR, FN_OR, FN_ADDU, FN_DADDU, FN_DSLL, FN_DSLL32 = 0, 8, 9, 37, 33, 45, 56, 60
 REG_ZERO, REG_AT, REG_V1, REG_RA = 0, 1, 3, 31
 
@@ -292,7 +295,9 @@ def _mips_call_through(word, offset: int, refs) -> int:
                 return -1
             else:
                 continue
-        elif code in (OP_J, OP_JAL) or 4 <= code <= 7 or code == 1:
+        elif code == OP_POP76 and rs(w) == 0:   # R6 jalrc / jialc: clang's R6 long call
+            return o if carry >> rt(w) & 1 else -1
+        elif code in (OP_J, OP_JAL, OP_POP66) or 4 <= code <= 7 or code == 1:
             return -1
         else:
             continue
@@ -332,14 +337,16 @@ def refused_call(word, half, offset: int, rtype: int, refs) -> Verdict | None:
     end = _mips_call_through(word, offset, refs)
     if end < 0:
         return None
-    n = (end - offset) // 4 + 2
+    compact = op(word(end)) == OP_POP76   # R6 jalrc: no delay slot
+    n = (end - offset) // 4 + (1 if compact else 2)
     if rtype == R_MIPS_HIGHEST:
         what = ("64-bit long call to _mcount (lui %highest .. jalr: built without -msym32; "
                 "KBUILD_SYM32=y gives the 32-bit form)")
     else:
         what = "long call to _mcount not in GCC's lui v1/addiu v1/move at,ra/jalr v1 form"
-    return Verdict(False, KIND_REFUSED, f"{what}: {n} words with its delay slot, where "
-                   "ftrace_make_nop's `b 1f` assumes GCC's 5 (or 6)", end)
+    return Verdict(False, KIND_REFUSED, f"{what}: {n} words"
+                   f"{' (R6 jalrc, no delay slot)' if compact else ' with its delay slot'}, "
+                   "where ftrace_make_nop's `b 1f` assumes GCC's 5 (or 6)", end)
 
 
 # ---------------------------------------------------------------- patchable entries
