@@ -27,7 +27,13 @@ VERSIONS = ["6.1", "6.12"]
 OBJECTS = pg_objects()
 MANYSEC = sorted(FIXTURES.rglob("manysec*.o.xz"))
 #: not -pg code: _mcount address loads, which every recordmcount records (README difference 1)
-LOADS = {"mcount_user.o", "vmlinux.o"}
+LOADS = {"mcount_user.o", "vmlinux.o", "mcount_near.o"}
+#: what every recordmcount refuses and recordpatch records (README, where we differ 5: a
+#: section with only weak functions and no section symbol; tests/test_weakonly.py proves it)
+NO_SYMBOL = "Cannot find symbol for section"
+#: what recordpatch refuses and every recordmcount records (README, where we differ: calls
+#: Linux's MIPS ftrace cannot patch; tests/test_shapes.py, test_differential.py)
+CANNOT_PATCH = "that Linux's MIPS ftrace cannot patch"
 
 _spec = importlib.util.spec_from_file_location("mcount_table", ROOT / "kernel" / "mcount_table.py")
 mcount_table = importlib.util.module_from_spec(_spec)
@@ -84,11 +90,16 @@ def test_patched_reference_is_recordpatch(tools, ours, src: Path, tmp_path):
     v, fixed, _ = tools
     rf, f = _run(fixed, src, tmp_path, "fixed")
     refused, ours, ours_path = ours[src]
-    if rf.returncode != 0:  # weakstrip.o: refused by both, untouched by both
-        assert src.name == "weakstrip.o" and refused, rf.stderr
-        assert f.read_bytes() == src.read_bytes() == ours
+    if rf.returncode != 0:  # a weak-only section without a symbol: refused, untouched
+        (tmp_path / "input").mkdir()
+        assert NO_SYMBOL in rf.stderr and f.read_bytes() == materialize(
+            src, tmp_path / "input").read_bytes(), rf.stderr
+        # recordpatch records it, unless its calls are ones the kernel cannot patch
+        assert (src.parent.name == "clang-module") if refused else recorded_sites(ours_path)
         return
-    assert not refused
+    if refused:  # calls the kernel cannot patch: the reference records them, we refuse
+        assert src.parent.name.startswith("clang-module") and recorded_sites(f)
+        return
     theirs = recorded_sites(f)
     assert theirs == reference_model(src, per_section=True)
     if src.name in LOADS:
@@ -115,8 +126,9 @@ def test_patch_changes_exactly_the_leaking_objects(tools, tmp_path):
         ro, o = _run(orig, src, d, "orig")
         rf, f = _run(fixed, src, d, "fixed")
         assert ro.returncode == rf.returncode
-        if ro.returncode == 0:
-            assert recorded_sites(o) == reference_model(src)
+        if ro.returncode != 0:
+            continue   # refused by both (NO_SYMBOL), untouched by both
+        assert recorded_sites(o) == reference_model(src)
         if o.read_bytes() != f.read_bytes():
             changed.add(fixture_id(src))
         if reference_model(src) != reference_model(src, per_section=True):
@@ -124,7 +136,8 @@ def test_patch_changes_exactly_the_leaking_objects(tools, tmp_path):
     assert changed == leaking
     names = {(Path(p).parent.name, Path(p).name) for p in changed}
     assert ("fsections", "fsections.o") in names and ("module", "leak.o") in names
-    assert len(changed) == 20, sorted(changed)   # 4 objects x 5 targets
+    gcc = sorted(c for c in changed if "/clang-" not in c)
+    assert len(gcc) == 20, gcc   # GCC's: 4 objects x 5 targets
 
 
 @pytest.mark.slow
@@ -136,6 +149,11 @@ def test_patched_reference_manysec(tools, src: Path, tmp_path):
     recordpatch records there)."""
     _, fixed, _ = tools
     rf, f = _run(fixed, src, tmp_path, "fixed")
+    if src.parent.name == "clang-manysec":   # weak-only sections: NO_SYMBOL (test_weakonly.py)
+        # ELF64 big-endian: no section seen at all (README difference 3), file untouched
+        assert (rf.returncode, NO_SYMBOL in rf.stderr) == \
+            ((0, False) if src.parent.parent.name == "mips64" else (1, True)), rf.stderr
+        return
     assert rf.returncode == 0, rf.stderr
     (tmp_path / "ours").mkdir()
     o = materialize(src, tmp_path / "ours")
