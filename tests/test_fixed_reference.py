@@ -28,7 +28,7 @@ OBJECTS = pg_objects()
 MANYSEC = sorted(FIXTURES.rglob("manysec*.o.xz"))
 #: not -pg code: _mcount address loads, which every recordmcount records (README difference 1)
 LOADS = {"mcount_user.o", "vmlinux.o", "mcount_near.o"}
-#: what every recordmcount refuses and recordpatch records (README, where we differ 5: a
+#: what every recordmcount refuses and recordpatch records (README, where we differ 6: a
 #: section with only weak functions and no section symbol; tests/test_weakonly.py proves it)
 NO_SYMBOL = "Cannot find symbol for section"
 #: what recordpatch refuses and every recordmcount records (README, where we differ: calls
