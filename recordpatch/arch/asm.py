@@ -5,7 +5,7 @@ Imported only by the commands that emit or check code (patch, verify): keystone
 and capstone cost ~0.3 s to import and are an optional extra (`pip install
 recordpatch[patch]`). The recording path never imports this module.
 
-Rules (DESIGN.md §4, measured with keystone 0.9.2 / capstone 5):
+Rules (measured here with keystone 0.9.2 / capstone 5):
 * keystone assembles in *reorder* mode: without `.set noreorder` a `jalr` comes
   back with a delay-slot nop. Every statement is assembled with `.set noreorder`
   and must come back exactly 4 bytes (a `li` or `addiu` that needs two words is

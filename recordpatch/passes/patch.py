@@ -2,7 +2,7 @@
 
 Sites come from `__patchable_function_entries` (pads of -fpatchable-function-entry=3 or 4)
 and, for -pg code, from `__mcount_loc`. The states are those of the MIPS
-DYNAMIC_FTRACE_WITH_REGS design (../shared/background):
+DYNAMIC_FTRACE_WITH_REGS design (implemented for Linux 6.1 in kernel/pfe/, docs/kernel-pfe.md):
 
   pad, 3 words    nop       nop; nop; nop
                   init      lui at,%hi(tramp); nop; li FLAG,0
