@@ -168,14 +168,14 @@ def find_sites(img: Image, pad_words: int) -> list[Site]:
         from .audit import linked_tables
         starts = {s.value & ~1 for s in img.funcs}
         fmt = elf.endian + ("I" if elf.word == 4 else "Q")
-        named = {s.name for s in elf.sections}
+        section_names = {s.name for s in elf.sections}
         for name, _, data in linked_tables(elf, elf.symtab):
             for (addr,) in struct.iter_unpack(fmt, data):
                 if not addr:
                     continue  # an entry of a discarded section
                 # a vmlinux keeps either table between __start/__stop_mcount_loc (no section
                 # of that name is left): its pads are told from -pg sites by their words
-                if name == TABLE_PFE or name not in named and _is_pad(img, addr, pad_words):
+                if name == TABLE_PFE or name not in section_names and _is_pad(img, addr, pad_words):
                     off, sec = img.file_offset(addr, 4 * pad_words)
                     if addr not in starts and addr + 4 * pad_words in starts:
                         _refuse_pr99217(img.func_at(addr + 4 * pad_words), pad_words)
