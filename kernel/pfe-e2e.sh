@@ -15,6 +15,8 @@
 #              must stop at `recordpatch check vmlinux.o`; then the tree is put back
 #   norepair   control: vmlinux relinked from the unrepaired objects (GCC's pads before labels)
 #   boot       qemu-system-mips*: vmlinux, vmlinux.init, norepair (FTRACE_STARTUP_TEST)
+#   trace      vmlinux again with an initramfs whose /init (kernel/pfe/trace-init.c) loads dummy.ko
+#              and traces dev_get_stats (built in) and dummy_get_stats64 (module) via tracefs
 #   summary    one table a person can read, also in $OUT/summary.txt
 #
 #   E2E_ARCH=mipsel-pfe|mips64-pfe  STEPS="build count ..."  REDO="build boot"  JOBS=2
@@ -26,7 +28,7 @@ MAIN=$(dirname "$HERE")
 WORK=${WORK:-/work/kbuild}
 E2E_ARCH=${E2E_ARCH:-mipsel-pfe}
 JOBS=${JOBS:-2}
-STEPS=${STEPS:-build count audit patch misalign norepair boot summary}
+STEPS=${STEPS:-build count audit patch misalign norepair boot trace summary}
 REDO=${REDO:-}
 MODULES=${MODULES:-1}
 SRC_TAR=${SRC_TAR:-/usr/src/linux-source-6.1.tar.xz}
@@ -245,6 +247,37 @@ step_boot() {
     return 0
 }
 
+# --- trace: ftrace driven through tracefs from an initramfs ---------------------------------------
+# kernel/pfe/trace-init.c as /init (static, the target's cross glibc) with drivers/net/dummy.ko:
+# it loads the module, filters dev_get_stats (built in) and dummy_get_stats64 (the module), runs
+# the function and function_graph tracers over reads of /proc/net/dev and prints the trace.
+step_trace() {
+    local d=$OUT/trace ko=$O/drivers/net/dummy.ko t0 rc=0 sha
+    mkdir -p "$d"
+    [ -f "$ko" ] || { echo "trace: $ko not built (MODULES=1 builds it)" >&2; exit 1; }
+    "${CROSS_COMPILE}gcc" -static -Os -Wall -o "$d/init" "$PFE/trace-init.c"
+    cp "$OUT/pfe/vmlinux" "$d/vmlinux"
+    printf '%s\n' 'dir /dev 0755 0 0' 'nod /dev/console 0600 0 0 c 5 1' \
+        "file /init $d/init 0755 0 0" "file /dummy.ko $ko 0644 0 0" > "$d/initramfs.list"
+    "$O/usr/gen_init_cpio" "$d/initramfs.list" > "$d/initramfs.cpio"
+    sha=$(cat "$d/vmlinux" "$d/initramfs.cpio" | sha256sum | cut -c1-64)
+    if [ -f "$d/console.log" ] && [ "$(cat "$d/console.sha" 2>/dev/null)" = "$sha" ] && ! redo trace; then
+        log "trace: reusing $d/console.log"
+    else
+        log "trace: $QEMU -M malta vmlinux -initrd initramfs.cpio (timeout $BOOT_TIMEOUT s)"
+        t0=$SECONDS
+        # shellcheck disable=SC2086
+        timeout "$BOOT_TIMEOUT" $QEMU -M malta -m 256 -kernel "$d/vmlinux" -initrd "$d/initramfs.cpio" \
+            -nographic -no-reboot -append "console=ttyS0 panic=1 rdinit=/init" \
+            < /dev/null > "$d/console.log" 2>&1 || rc=$?
+        echo "rc=$rc secs=$((SECONDS - t0))" > "$d/boot.txt"
+        echo "$sha" > "$d/console.sha"
+    fi
+    "$PY" "$HERE/trace_summary.py" "$d/console.log" > "$d/result.txt" || rc=$?
+    log "trace: $(cat "$d/boot.txt"); $(tail -1 "$d/result.txt")"
+    [ "$rc" = 0 ] || { cat "$d/result.txt" >&2; exit 1; }
+}
+
 # --- summary -------------------------------------------------------------------------------------
 step_summary() {
     "$PY" "$HERE/pfe_summary.py" "$OUT" "$E2E_ARCH" | tee "$OUT/summary.txt"
@@ -259,5 +292,6 @@ want patch && step_patch
 want misalign && step_misalign
 want norepair && step_norepair
 want boot && step_boot
+want trace && step_trace
 want summary && step_summary
 log "done; results in $OUT"

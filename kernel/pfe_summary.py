@@ -4,9 +4,9 @@
     pfe_summary.py OUT E2E_ARCH
 
 Reads what the steps left in OUT (build.time, repair-times.log, count.txt, audit-*.txt,
-init/patch.log, misalign/result.txt, and for each booted variant boot.txt and selftest.txt)
-and prints the build, the recordpatch costs, the entry counts, the audits, the controls and
-the self-test verdicts of every boot side by side. Missing pieces are said, not guessed.
+init/patch.log, misalign/result.txt, for each booted variant boot.txt and selftest.txt, and
+trace/result.txt) and prints the build, the recordpatch costs, the entry counts, the audits, the
+controls, the self-test verdicts of every boot side by side and the tracefs trace. Missing pieces are said, not guessed.
 """
 import os
 import re
@@ -88,6 +88,13 @@ def main(out, arch):
         for l in lines:
             p("  " + l)
         p("")
+    t = read(os.path.join(out, "trace", "result.txt"))
+    if t is not None:
+        bt = kv(read(os.path.join(out, "trace", "boot.txt")))
+        p("## trace: vmlinux + initramfs, ftrace driven through tracefs (kernel/pfe/trace-init.c)")
+        p(f"boot: {bt.get('secs', '?')} s")
+        for l in t.splitlines():
+            p("  " + l)
     return 0
 
 
