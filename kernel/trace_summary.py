@@ -61,6 +61,10 @@ def main(path):
     for f in failed:
         print("  " + f)
     print("set_ftrace_filter: " + " ".join(sec.get("set_ftrace_filter", ["(not printed)"])))
+    for tag in ("enabled_functions function", "enabled_functions function_graph"):
+        print(f"{tag}:")
+        for l in sec.get(tag, ["(not printed)"]):
+            print("  " + l.strip())
     for what, hits in counts.items():
         print(f"{what}: {len(hits)} line(s)")
         for l in hits[:2]:

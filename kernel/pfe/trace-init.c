@@ -102,6 +102,8 @@ static void run_tracer(const char *tracer)
 	say("trace cleared", put("trace", ""));
 	snprintf(tag, sizeof(tag), "current_tracer=%s", tracer);
 	say(tag, put("current_tracer", tracer));
+	snprintf(tag, sizeof(tag), "enabled_functions %s", tracer);
+	dump(TRACING "/enabled_functions", tag);
 	say("tracing_on=1", put("tracing_on", "1"));
 	read_net_dev();
 	say("tracing_on=0", put("tracing_on", "0"));
@@ -128,7 +130,6 @@ int main(void)
 
 	say("set_ftrace_filter=" FILTER, put("set_ftrace_filter", FILTER));
 	dump(TRACING "/set_ftrace_filter", "set_ftrace_filter");
-	dump(TRACING "/enabled_functions", "enabled_functions (before)");
 	run_tracer("function");
 	run_tracer("function_graph");
 	say("current_tracer=nop", put("current_tracer", "nop"));
