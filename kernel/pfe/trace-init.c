@@ -128,6 +128,7 @@ int main(void)
 	if (fd >= 0)
 		close(fd);
 
+	dump("/proc/net/dev", "/proc/net/dev");
 	say("set_ftrace_filter=" FILTER, put("set_ftrace_filter", FILTER));
 	dump(TRACING "/set_ftrace_filter", "set_ftrace_filter");
 	run_tracer("function");
