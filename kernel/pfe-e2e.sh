@@ -46,12 +46,12 @@ case $E2E_ARCH in
 mipsel-pfe)
     export CROSS_COMPILE=mipsel-linux-gnu-; PKG=mipsel-linux-gnu
     CFG_EXTRA=""; CFG_CHECK_EXTRA="CPU_LITTLE_ENDIAN CPU_MIPS32_R2"
-    QEMU="qemu-system-mipsel"; TIME_HINT="~25 min the first time (vmlinux + 364 modules), ~8 min for the checks and three boots" ;;
+    QEMU="qemu-system-mipsel"; TIME_HINT="~25 min the first time (vmlinux + 364 modules), ~10 min for the checks and four boots" ;;
 mips64-pfe)
     export CROSS_COMPILE=mips64-linux-gnuabi64-; PKG=mips64-linux-gnuabi64
     CFG_EXTRA="-d CPU_LITTLE_ENDIAN -e CPU_BIG_ENDIAN -d 32BIT -e 64BIT -d CPU_MIPS32_R2 -e CPU_MIPS64_R2"
     CFG_CHECK_EXTRA="CPU_BIG_ENDIAN 64BIT CPU_MIPS64_R2"
-    QEMU="qemu-system-mips64 -cpu MIPS64R2-generic"; TIME_HINT="~30 min the first time, ~8 min for the checks and three boots" ;;
+    QEMU="qemu-system-mips64 -cpu MIPS64R2-generic"; TIME_HINT="~30 min the first time, ~10 min for the checks and four boots" ;;
 *) echo "E2E_ARCH must be mipsel-pfe or mips64-pfe" >&2; exit 2 ;;
 esac
 TREE=${TREE:-$WORK/linux-6.1-pfe}            # patched source, shared by both targets
