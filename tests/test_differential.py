@@ -282,7 +282,7 @@ def test_every_traced_section_name(src: Path, tmp_path):
     and in executable sections it leaves out, on every target and flavour. The reference's
     table names each traced section once (its +4 filter cannot fire: every call sits at the
     same offset of its section); ours is the same file, and audit finds both clean."""
-    assert len(TSECTIONS) == 5 * (len(ONLY_TARGETS) or 5)  # five flavours per target
+    assert len(TSECTIONS) == 7 * (len(ONLY_TARGETS) or 5)  # 5 GCC, 2 clang flavours per target
     ref, rr, ours, ro = record_both(src, tmp_path)
     assert rr.returncode == 0 and ro.returncode == 0, (rr.stderr, ro.stderr)
     names = sorted(n for _, n, _ in recorded_sites(ref))

@@ -33,6 +33,7 @@ REFUSED = {
     "gcc-mips64-long-nosym32": ("R_MIPS_HIGHEST", "64-bit long call"),
     "gcc-mips64el-long-nosym32-ra": ("R_MIPS_HIGHEST", "64-bit long call"),
     "gcc-mipsel-micromips": ("R_MICROMIPS_26_S1", "microMIPS `jal _mcount`"),
+    "gcc-mipsel-micromips-one": ("R_MICROMIPS_26_S1", "microMIPS `jal _mcount`"),  # 1 call
     "gcc-mips-micromips-long": ("R_MICROMIPS_HI16", "microMIPS long call"),
     "clang-mipsel-long": ("R_MIPS_HI16", "not in GCC's lui v1/addiu v1/move at,ra/jalr v1 form"),
     "clang-mipsel-micromips": ("R_MICROMIPS_26_S1", "microMIPS `jal _mcount`"),
@@ -116,6 +117,8 @@ def test_unpatchable_shape_refused_by_record_audit_and_patch(name, tmp_path):
     lines = r.stderr.splitlines()
     assert r.returncode == 1 and len(lines) == 1 and ": error: recordpatch: " in lines[0], r.stderr
     assert f"{len(starts)} call{'s' * (len(starts) != 1)} to _mcount" in lines[0] and says in lines[0]
+    # the message names the lowest call, as objdump shows it
+    assert f"(first at .text+{min(starts):#x}: " in lines[0], lines[0]
     assert ours.read_bytes() == src.read_bytes()
     refusal = lines[0].split(": error: recordpatch: ", 1)[1]
     # -w names each call at its first word
