@@ -4,7 +4,8 @@
 #
 #   E2E_SETUP=0          skip it (the Makefile's second call, after it has run once)
 #   E2E_SETUP_DRYRUN=1   print the apt-get command instead of running it
-# Packages are checked with `dpkg -s` (as .ci/run does); only missing ones are installed.
+# Packages are checked with dpkg-query (as .ci/run does; `dpkg -s` passes a removed package whose
+# configuration files remain); only missing ones are installed.
 
 e2e_packages() {  # the Debian packages this run needs, one per line
     local want_boot=0
@@ -45,7 +46,7 @@ e2e_setup() {
     e2e_estimate
     local p missing=()
     for p in $(e2e_packages | sort -u); do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q ' installed$' || missing+=("$p")
     done
     [ ${#missing[@]} -gt 0 ] || return 0
     local sudo=()

@@ -77,7 +77,10 @@ rp_version() {
 setup() {
     local pkgs=(make xz-utils bc flex bison libssl-dev libelf-dev cpio time python3
                 linux-source-6.1 qemu-system-mips ipxe-qemu seabios gcc-$PKG binutils-$PKG) missing=() p
-    for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    # dpkg-query, not dpkg -s: a removed package whose configuration files remain passes dpkg -s
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q ' installed$' || missing+=("$p")
+    done
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
