@@ -119,6 +119,7 @@ def test_unpatchable_shape_refused_by_record_audit_and_patch(name, tmp_path):
     assert f"{len(starts)} call{'s' * (len(starts) != 1)} to _mcount" in lines[0] and says in lines[0]
     # the message names the lowest call, as objdump shows it
     assert f"(first at .text+{min(starts):#x}: " in lines[0], lines[0]
+    assert "not recorded, file left unchanged" in lines[0], lines[0]
     assert ours.read_bytes() == src.read_bytes()
     refusal = lines[0].split(": error: recordpatch: ", 1)[1]
     # -w names each call at its first word

@@ -297,3 +297,34 @@ def test_every_symbol_reference_survives(target, name, tmp_path):
     before = _symbol_references(src)
     after = _symbol_references(_record(src, tmp_path))
     assert after == before
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_added_section_symbols_are_noted_with_w(target, flavour, tmp_path):
+    """`record -w` names each section that got a section symbol; the sections are found
+    with pyelftools: executable, no STT_SECTION symbol, every function symbol in it weak.
+    Without -w the object records silently (recording more than the reference is no loss)."""
+    from elftools.elf.elffile import ELFFile
+
+    src = FIXTURES / target / flavour / "weakonly.o"
+    with open(src, "rb") as f:
+        e = ELFFile(f)
+        syms = list(e.get_section_by_name(".symtab").iter_symbols())
+        with_sym = {s["st_shndx"] for s in syms if s["st_info"]["type"] == "STT_SECTION"}
+        funcs: dict = {}
+        for s in syms:
+            if s["st_info"]["type"] == "STT_FUNC" and isinstance(s["st_shndx"], int):
+                funcs.setdefault(s["st_shndx"], []).append(s["st_info"]["bind"])
+        weak_only = sorted(e.get_section(i).name for i, binds in funcs.items()
+                           if i not in with_sym and set(binds) == {"STB_WEAK"}
+                           and e.get_section(i)["sh_flags"] & 0x4)
+    assert weak_only, "the fixture has no weak-only section"
+    quiet = run_ours("record", materialize(src, tmp_path))
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    (tmp_path / "w").mkdir()
+    r = run_ours("record", "-w", materialize(src, tmp_path / "w"))
+    assert r.returncode == 0, r.stderr
+    noted = sorted(re.findall(r"note: recordpatch: (\S+): only weak symbols here: added a "
+                              r"local section symbol", r.stderr))
+    assert noted == weak_only, r.stderr
