@@ -65,10 +65,12 @@ clean:
 # ~25 min on 2 cores the first time (one full build), a few minutes after. See docs/kernel-e2e.md.
 # On a fresh Debian machine it first installs what the variant needs (apt-get; kernel/e2e-setup.sh)
 # and says how long it will take; then `make venv`, then the run.
-#   make kernel-e2e [KERNEL_E2E_ARCH=mips64] [KERNEL_E2E_WORK=/work/kbuild] [STEPS=modules]
+#   make kernel-e2e [KERNEL_E2E_ARCH=mips64] [KERNEL_VERSION=6.12] [KERNEL_E2E_WORK=/work/kbuild] [STEPS=modules]
+# KERNEL_VERSION=6.12 builds Debian's linux-source-6.12 instead (own trees and results in WORK).
 KERNEL_E2E_ARCH ?= mipsel
 KERNEL_E2E_WORK ?= /work/kbuild
-KERNEL_E2E_ENV = E2E_ARCH=$(KERNEL_E2E_ARCH) WORK=$(KERNEL_E2E_WORK)
+KERNEL_VERSION ?= 6.1
+KERNEL_E2E_ENV = E2E_ARCH=$(KERNEL_E2E_ARCH) WORK=$(KERNEL_E2E_WORK) KERNEL_VERSION=$(KERNEL_VERSION)
 .PHONY: kernel-e2e
 # KERNEL_E2E_ARCH=mipsel-pfe|mips64-pfe: the -fpatchable-function-entry kernels (kernel/pfe/,
 # docs/kernel-pfe.md): built with our MIPS patch series, repaired and checked by recordpatch,

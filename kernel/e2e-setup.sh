@@ -1,6 +1,6 @@
 # recordpatch kernel-e2e: install what a variant needs on a fresh Debian machine, and say how
 # long it will take. Sourced by kernel/e2e.sh after E2E_ARCH has set CROSS_COMPILE and QEMU;
-# uses SRC_TAR, REF_TOOL, STEPS, BOOT.
+# uses SRC_TAR, REF_TOOL, STEPS, BOOT, KERNEL_VERSION.
 #
 #   E2E_SETUP=0          skip it (the Makefile's second call, after it has run once)
 #   E2E_SETUP_DRYRUN=1   print the apt-get command instead of running it
@@ -15,10 +15,11 @@ e2e_packages() {  # the Debian packages this run needs, one per line
     printf '%s\n' make gcc libc6-dev bc flex bison libssl-dev libelf-dev cpio xz-utils \
         patch file time git
     printf '%s\n' "gcc-${CROSS_COMPILE%-}" "binutils-${CROSS_COMPILE%-}"
-    # /usr/src/linux-source-6.1.tar.xz comes from linux-source-6.1
+    # /usr/src/linux-source-6.1.tar.xz comes from linux-source-6.1 (6.12: linux-source-6.12)
     case $SRC_TAR in /usr/src/linux-source-*.tar.xz)
         basename "$SRC_TAR" .tar.xz ;; esac
-    # the reference recordmcount: /usr/lib/linux-kbuild-6.1/scripts/recordmcount
+    # the reference recordmcount: /usr/lib/linux-kbuild-6.1/scripts/recordmcount (6.12's is
+    # built from the tree by `make scripts`: no package)
     case $REF_TOOL in /usr/lib/linux-kbuild-*/scripts/recordmcount)
         echo "${REF_TOOL#/usr/lib/}" | cut -d/ -f1 ;; esac
     # qemu-system-mips has qemu-system-mips, -mipsel, -mips64 and -mips64el; the malta board
@@ -39,6 +40,10 @@ e2e_estimate() {  # measured on 2 shared cores (docs/kernel-e2e.md); the first r
     esac
     log "expected time on 2 cores: reference build $ref the first time (reused after);" \
         "B, C, controls, quirks ~5 min; boots $boot each (3); STEPS=modules $mods; fixedref < 1 min"
+    if [ "${KERNEL_VERSION:-6.1}" != 6.1 ]; then
+        log "(these are Linux 6.1's times; $KERNEL_VERSION's are not measured yet: the first run" \
+            "also extracts the tree (~2 min) and builds its configuration and scripts)"
+    fi
 }
 
 e2e_setup() {

@@ -1,13 +1,17 @@
 #!/bin/bash
-# recordpatch kernel-e2e: build Debian's linux-source-6.1 for MIPS three ways and compare.
+# recordpatch kernel-e2e: build Debian's linux-source-6.1 (or 6.12) for MIPS three ways and compare.
 #
-#   ref  real recordmcount per object (Debian's linux-kbuild-6.1 binary), via a wrapper that first
-#        copies every object, unrecorded, into the corpus (the object cache for the other variants)
+#   ref  real recordmcount per object, via a wrapper that first copies every object, unrecorded,
+#        into the corpus (the object cache for the other variants). The reference: for 6.1 Debian's
+#        linux-kbuild-6.1 binary; for 6.12 the tree's own scripts/recordmcount as `make scripts`
+#        built it (Debian ships 6.12's only as linux-kbuild-6.12.<upload>+deb12, a name that
+#        changes with every upload; docs/kernel-e2e.md)
 #   B    recordpatch as the per-object drop-in: corpus objects put back, scripts/recordmcount
 #        (recordpatch's shim) run on each with the arguments Kbuild used, then `make vmlinux`
 #        (archives and links only; nothing is recompiled)
-#   C    the whole-kernel hook: corpus objects put back unrecorded, kernel/recordpatch-vmlinux-hook.patch
-#        applied, `make vmlinux RECORDPATCH=recordpatch` (records vmlinux.o once, links vmlinux from it)
+#   C    the whole-kernel hook: corpus objects put back unrecorded, kernel/recordpatch-vmlinux-hook-
+#        <version>.patch applied, `make vmlinux RECORDPATCH=recordpatch` (records vmlinux.o once,
+#        links vmlinux from it)
 #
 # Control links (relinks only, ~20 s each), to explain every byte that differs:
 #   B-refobj  B's objects, except the reference's output for the objects whose table differs
@@ -23,11 +27,14 @@
 #   kernel/e2e.sh                     mipsel (malta_defconfig), all steps
 #   E2E_ARCH=mips64 kernel/e2e.sh     mips64 big-endian n64 (malta_defconfig + 64BIT, MIPS64R2)
 #   E2E_ARCH=mipsr6 kernel/e2e.sh     o32 big-endian MIPS32 release 6 (malta_defconfig + CPU_MIPS32_R6)
+#   KERNEL_VERSION=6.12 kernel/e2e.sh Linux 6.12 (linux-source-6.12), any E2E_ARCH; its own trees
+#                                     and results ($WORK/linux-6.12*, $WORK/out-<arch>-6.12, ...)
 #   STEPS="ref B"  BOOT=0  JOBS=2  WORK=/work/kbuild  BOOT_TIMEOUT=900
 #   STEPS=fixedref                    the reference with kernel/patches/recordmcount-*.patch on every
 #                                     object, against recordpatch's (needs B; modules too if built)
 # First it installs what the variant needs with apt-get (kernel/e2e-setup.sh: E2E_SETUP=0 skips,
 # E2E_SETUP_DRYRUN=1 only prints, E2E_SETUP_ONLY=1 stops after it) and says how long it will take.
+# E2E_CONFIGURE_ONLY=1 stops once the tree is extracted, configured and has the wrapper (no compile).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -37,8 +44,17 @@ E2E_ARCH=${E2E_ARCH:-mipsel}
 JOBS=${JOBS:-2}
 STEPS=${STEPS:-ref B C controls quirks compare boot}   # also: modules (not in the default)
 REDO=${REDO:-}
-SRC_TAR=${SRC_TAR:-/usr/src/linux-source-6.1.tar.xz}
-REF_TOOL=${REF_TOOL:-/usr/lib/linux-kbuild-6.1/scripts/recordmcount}
+KERNEL_VERSION=${KERNEL_VERSION:-6.1}
+# K names everything this (version, target) keeps in WORK; 6.1 keeps the names it always had
+case $KERNEL_VERSION in
+6.1)  K=$E2E_ARCH
+      REF_TOOL=${REF_TOOL:-/usr/lib/linux-kbuild-6.1/scripts/recordmcount} ;;
+6.12) K=$E2E_ARCH-6.12
+      REF_TOOL=${REF_TOOL:-$WORK/recordmcount-built-$K} ;;
+*) echo "KERNEL_VERSION must be 6.1 or 6.12" >&2; exit 2 ;;
+esac
+SRC_TAR=${SRC_TAR:-/usr/src/linux-source-$KERNEL_VERSION.tar.xz}
+HOOK_PATCH=$HERE/recordpatch-vmlinux-hook-$KERNEL_VERSION.patch
 RECORDPATCH=${RECORDPATCH:-$MAIN/.venv/bin/recordpatch}
 SHIM=${SHIM:-$MAIN/scripts/recordmcount}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-900}
@@ -52,29 +68,29 @@ export ARCH=mips
 case $E2E_ARCH in
 mipsel)
     export CROSS_COMPILE=mipsel-linux-gnu-
-    TREE=${TREE:-$WORK/linux-6.1}
+    TREE=${TREE:-$WORK/linux-$KERNEL_VERSION}
     CFG_EXTRA=""; CFG_CHECK_EXTRA="CPU_LITTLE_ENDIAN CPU_MIPS32_R2"
     QEMU="qemu-system-mipsel"; BOOT=${BOOT:-1} ;;
 mips64)
     export CROSS_COMPILE=mips64-linux-gnuabi64-
-    TREE=${TREE:-$WORK/linux-6.1-mips64}
+    TREE=${TREE:-$WORK/linux-$KERNEL_VERSION-mips64}
     CFG_EXTRA="-d CPU_LITTLE_ENDIAN -e CPU_BIG_ENDIAN -d 32BIT -e 64BIT -d CPU_MIPS32_R2 -e CPU_MIPS64_R2"
     CFG_CHECK_EXTRA="CPU_BIG_ENDIAN 64BIT CPU_MIPS64_R2"
     QEMU="qemu-system-mips64 -cpu MIPS64R2-generic"; BOOT=${BOOT:-1} ;;
 mipsr6)
     export CROSS_COMPILE=mipsisa32r6-linux-gnu-
-    TREE=${TREE:-$WORK/linux-6.1-mipsr6}
+    TREE=${TREE:-$WORK/linux-$KERNEL_VERSION-mipsr6}
     CFG_EXTRA="-d CPU_LITTLE_ENDIAN -e CPU_BIG_ENDIAN -d CPU_MIPS32_R2 -e CPU_MIPS32_R6"
     CFG_CHECK_EXTRA="CPU_BIG_ENDIAN CPU_MIPS32_R6"
     QEMU="qemu-system-mips -cpu mips32r6-generic"; BOOT=${BOOT:-1} ;;
 *) echo "E2E_ARCH must be mipsel, mips64 or mipsr6" >&2; exit 2 ;;
 esac
-CORPUS=$WORK/corpus-$E2E_ARCH          # unrecorded copies of every object Kbuild recorded
-REFREC=$WORK/refrec-$E2E_ARCH          # the same, recorded by the reference (one process each)
-RPREC=$WORK/rprec-$E2E_ARCH            # the same, recorded by recordpatch's shim (variant B)
-RPQREC=$WORK/rpqrec-$E2E_ARCH          # the same, recorded with RECORDPATCH_REFERENCE_QUIRKS=1
-OUT=$WORK/out-$E2E_ARCH                # ref/ B/ C/: vmlinux, vmlinux.o, System.map, logs
-MODCORPUS=$WORK/modcorpus-$E2E_ARCH    # module objects as compiled, before recording (step modules)
+CORPUS=$WORK/corpus-$K          # unrecorded copies of every object Kbuild recorded
+REFREC=$WORK/refrec-$K          # the same, recorded by the reference (one process each)
+RPREC=$WORK/rprec-$K            # the same, recorded by recordpatch's shim (variant B)
+RPQREC=$WORK/rpqrec-$K          # the same, recorded with RECORDPATCH_REFERENCE_QUIRKS=1
+OUT=$WORK/out-$K                # ref/ B/ C/: vmlinux, vmlinux.o, System.map, logs
+MODCORPUS=$WORK/modcorpus-$K    # module objects as compiled, before recording (step modules)
 FINDINGS=$WORK/findings
 CFG_OPTS="-e FUNCTION_TRACER -e DYNAMIC_FTRACE -e FUNCTION_GRAPH_TRACER -e FTRACE_STARTUP_TEST"
 CFG_CHECK="FUNCTION_TRACER DYNAMIC_FTRACE FUNCTION_GRAPH_TRACER FTRACE_STARTUP_TEST FTRACE_MCOUNT_USE_RECORDMCOUNT $CFG_CHECK_EXTRA"
@@ -96,7 +112,7 @@ stamp() {
         log "WARNING: recordpatch's sources changed during this run; $1 may mix versions (rerun with REDO)"
 }
 
-log() { printf '== [%s %s] %s\n' "$E2E_ARCH" "$(date +%T)" "$*"; }
+log() { printf '== [%s %s] %s\n' "$K" "$(date +%T)" "$*"; }
 want() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
 redo() { case " $REDO " in *" $1 "*) return 0 ;; esac; return 1; }
 mk() { make -C "$TREE" -j"$JOBS" "$@"; }
@@ -106,7 +122,7 @@ setup_tree() {
     if [ ! -f "$TREE/Makefile" ]; then
         log "extracting $SRC_TAR to $TREE"
         mkdir -p "$WORK/.x" && tar -C "$WORK/.x" -xJf "$SRC_TAR"
-        mv "$WORK/.x/linux-source-6.1" "$TREE" && rmdir "$WORK/.x"
+        mv "$WORK/.x/linux-source-$KERNEL_VERSION" "$TREE" && rmdir "$WORK/.x"
     fi
     local ok=1 o
     for o in $CFG_CHECK; do grep -q "^CONFIG_$o=y" "$TREE/.config" 2>/dev/null || ok=0; done
@@ -120,15 +136,21 @@ setup_tree() {
             grep -q "^CONFIG_$o=y" "$TREE/.config" || { echo "CONFIG_$o not set" >&2; exit 1; }
         done
     fi
-    if ! cmp -s "$HERE/recordmcount-wrapper" "$TREE/scripts/recordmcount"; then
+    local built=$WORK/recordmcount-built-$K   # the tree's own build (6.12's reference)
+    if ! cmp -s "$HERE/recordmcount-wrapper" "$TREE/scripts/recordmcount" ||
+        { [ "$REF_TOOL" = "$built" ] && [ ! -x "$built" ]; }; then
         log "make scripts, then scripts/recordmcount := kernel/recordmcount-wrapper"
+        # the wrapper in place but the saved build gone: let Kbuild build the real one again
+        rm -f "$TREE/scripts/recordmcount"
         mk -s scripts
         if file "$TREE/scripts/recordmcount" | grep -q ELF; then
-            cp -p "$TREE/scripts/recordmcount" "$WORK/recordmcount-built-$E2E_ARCH"
+            cp -p "$TREE/scripts/recordmcount" "$built"
         fi
         # newer than recordmcount.c and its .cmd unchanged: Kbuild will not rebuild it
         cp "$HERE/recordmcount-wrapper" "$TREE/scripts/recordmcount"
     fi
+    [ -x "$REF_TOOL" ] || { echo "the reference $REF_TOOL is missing" >&2; exit 1; }
+    log "reference recordmcount: $REF_TOOL"
 }
 
 check_wrapper() {  # Kbuild must not have replaced the wrapper
@@ -141,7 +163,7 @@ save_outputs() {  # $1: variant dir
 }
 
 hook_patch() {  # apply|revert the RECORDPATCH hook, idempotently
-    local p=$HERE/recordpatch-vmlinux-hook.patch
+    local p=$HOOK_PATCH
     if [ "$1" = apply ]; then
         patch -d "$TREE" -p1 -R --dry-run -s -f < "$p" >/dev/null 2>&1 || patch -d "$TREE" -p1 -s < "$p"
     else
@@ -166,7 +188,9 @@ restore_corpus() {
 }
 
 built_lines() {  # compile steps in a build log that are not part of every link
-    grep -E '^  (CC|AS)\b' "$1" | grep -v -E 'init/version-timestamp.o|\.vmlinux\.export\.o' || true
+    # (the kallsyms objects: .tmp_vmlinux.kallsyms1.o in 6.1, .tmp_vmlinux1.kallsyms.o in 6.12)
+    grep -E '^  (CC|AS)\b' "$1" |
+        grep -v -E 'init/version-timestamp.o|\.vmlinux\.export\.o|\.tmp_vmlinux[^ ]*kallsyms[^ ]*\.o' || true
 }
 
 # --- ref: the one real build ----------------------------------------------------------------
@@ -237,7 +261,7 @@ objects() { sed 's/^-w //' "$OUT/ref/args.log"; }
 save_findings() {  # $1 kind; object paths on stdin: keep the unrecorded input
     local f
     while read -r f; do
-        mkdir -p "$FINDINGS/$E2E_ARCH/$1/$(dirname "$f")"; cp "$CORPUS/$f" "$FINDINGS/$E2E_ARCH/$1/$f"
+        mkdir -p "$FINDINGS/$K/$1/$(dirname "$f")"; cp "$CORPUS/$f" "$FINDINGS/$K/$1/$f"
     done
 }
 
@@ -356,7 +380,7 @@ step_modules() {
         (cd "$TREE" && find . -name '*.ko' -newer "$d/args.log" -print0 | xargs -0 cp --parents -t "$d/ko")
     fi
     log "modules: $(wc -l < "$d/args.log") module objects recorded in $(cat "$d/build.secs") s, $(find "$d/ko" -name '*.ko' | wc -l) modules"
-    local mref=$WORK/modrefrec-$E2E_ARCH mrp=$WORK/modrprec-$E2E_ARCH
+    local mref=$WORK/modrefrec-$K mrp=$WORK/modrprec-$K
     rm -rf "$mref" "$mrp"; mkdir -p "$mref" "$mrp"
     copy_objects "$MODCORPUS" "$mref"
     copy_objects "$MODCORPUS" "$mrp"
@@ -365,7 +389,7 @@ step_modules() {
     [ -s "$d/failed.txt" ] && log "modules: recordpatch FAILED on $(wc -l < "$d/failed.txt") objects ($d/failed.txt)"
     sed 's/^-w //' "$d/args.log" | xargs "$PY" "$HERE/mcount_table.py" objdiff "$mref" "$mrp" > "$d/objdiff.txt"
     log "modules: per object: $(tail -1 "$d/objdiff.txt")"
-    local kon=$WORK/modko-notable-$E2E_ARCH
+    local kon=$WORK/modko-notable-$K
     rm -rf "$kon"; mkdir -p "$kon"
     (cd "$d/ko" && find . -name '*.ko' | sort) > "$d/ko.list"
     (cd "$d/ko" && xargs cp --parents -t "$kon") < "$d/ko.list"
@@ -397,15 +421,15 @@ step_fixedref() {
         "$WORK/recordmcount-fixed-$FIXED_REF_VERSION")
     [ -d "$RPREC" ] || { log "fixedref: no $RPREC: run step B first"; exit 1; }
     log "fixedref: $tool (kernel/patches/recordmcount-$FIXED_REF_VERSION.patch) on every object"
-    local fix=$WORK/fixrec-$E2E_ARCH
+    local fix=$WORK/fixrec-$K
     rm -rf "$fix"; mkdir -p "$fix"
     copy_objects "$CORPUS" "$fix"
     REF_TOOL=$tool record_with_reference "$fix" "$OUT/ref/args.log" > "$d/record.log" 2>&1 || true
     objects | xargs "$PY" "$HERE/mcount_table.py" objdiff "$fix" "$RPREC" > "$d/objdiff.txt"
     log "fixedref: built-in objects, patched reference vs recordpatch: $(tail -1 "$d/objdiff.txt")"
-    local mrp=$WORK/modrprec-$E2E_ARCH margs=$OUT/modules/args.log
+    local mrp=$WORK/modrprec-$K margs=$OUT/modules/args.log
     if [ -d "$mrp" ] && [ -f "$margs" ]; then
-        fix=$WORK/modfixrec-$E2E_ARCH
+        fix=$WORK/modfixrec-$K
         rm -rf "$fix"; mkdir -p "$fix"
         copy_objects "$MODCORPUS" "$fix"
         REF_TOOL=$tool record_with_reference "$fix" "$margs" > "$d/modrecord.log" 2>&1 || true
@@ -444,9 +468,9 @@ step_compare() {
         log "compare, all linked from vmlinux.o: B-vmo vs ref-vmo and C (-> $OUT/compare-vmo.json)"
         cmp_report "$OUT/compare-vmo.json" "$OUT/B-vmo/vmlinux" "$OUT/ref-vmo/vmlinux" "$OUT/C/vmlinux"
     fi
-    log "stripped reference vmlinux.o for benchmarks -> $WORK/vmlinux-$E2E_ARCH-notable.o"
+    log "stripped reference vmlinux.o for benchmarks -> $WORK/vmlinux-$K-notable.o"
     ${CROSS_COMPILE}objcopy -R __mcount_loc -R .rel__mcount_loc -R .rela__mcount_loc \
-        "$OUT/ref/vmlinux.o" "$WORK/vmlinux-$E2E_ARCH-notable.o"
+        "$OUT/ref/vmlinux.o" "$WORK/vmlinux-$K-notable.o"
 }
 
 boot_one() {  # $1 variant dir
@@ -485,6 +509,7 @@ e2e_setup
 [ "${E2E_SETUP_ONLY:-0}" = 1 ] && exit 0
 mkdir -p "$WORK" "$OUT"
 setup_tree
+[ "${E2E_CONFIGURE_ONLY:-0}" = 1 ] && { log "configured $TREE; stopping (E2E_CONFIGURE_ONLY=1)"; exit 0; }
 want ref && step_ref
 want B && step_B
 want C && step_C

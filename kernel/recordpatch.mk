@@ -1,11 +1,12 @@
-# Build a Linux kernel (6.1-era Kbuild, MIPS) with recordpatch instead of scripts/recordmcount.
+# Build a Linux kernel (6.1 or 6.12 Kbuild, MIPS) with recordpatch instead of scripts/recordmcount.
 # Copy or call as is:
 #
 #   make -f kernel/recordpatch.mk KDIR=/path/to/linux ARCH=mips CROSS_COMPILE=mipsel-linux-gnu- dropin
 #   make -f kernel/recordpatch.mk KDIR=/path/to/linux ARCH=mips CROSS_COMPILE=mips64-linux-gnuabi64- hook
 #
 # dropin: recordpatch replaces $(KDIR)/scripts/recordmcount; Kbuild runs it once per -pg object.
-# hook:   applies kernel/recordpatch-vmlinux-hook.patch (once) and builds with RECORDPATCH set:
+# hook:   applies kernel/recordpatch-vmlinux-hook-<VERSION.PATCHLEVEL>.patch (once; the version is
+#         read from $(KDIR)/Makefile, KERNEL_VERSION=6.12 overrides) and builds with RECORDPATCH set:
 #         built-in objects stay unrecorded, `recordpatch vmlinux.o` records the whole kernel once,
 #         and vmlinux is linked from vmlinux.o. Module objects are still recorded one by one.
 # Switching a tree between the two modes needs `make clean` (objects keep what they were built with).
@@ -18,6 +19,11 @@ KBUILD_TARGETS   ?= vmlinux
 JOBS             ?= $(shell nproc)
 KDIR             ?= $(error set KDIR to the kernel tree)
 KMAKE             = $(MAKE) -C $(KDIR) -j$(JOBS) ARCH=$(ARCH) CROSS_COMPILE=$(CROSS_COMPILE)
+# "6.12" from the tree's top Makefile (VERSION = 6, PATCHLEVEL = 12)
+ifndef KERNEL_VERSION
+KERNEL_VERSION   := $(shell sed -n 's/^VERSION = //p; s/^PATCHLEVEL = //p' $(KDIR)/Makefile 2>/dev/null | paste -sd.)
+endif
+HOOK_PATCH        = $(RECORDPATCH_HOME)/kernel/recordpatch-vmlinux-hook-$(KERNEL_VERSION).patch
 
 .PHONY: dropin hook
 dropin:
@@ -28,6 +34,8 @@ dropin:
 	$(KMAKE) $(KBUILD_TARGETS)
 
 hook:
-	patch -d $(KDIR) -p1 -R --dry-run -s -f < $(RECORDPATCH_HOME)/kernel/recordpatch-vmlinux-hook.patch \
-		>/dev/null 2>&1 || patch -d $(KDIR) -p1 < $(RECORDPATCH_HOME)/kernel/recordpatch-vmlinux-hook.patch
+	@test -f $(HOOK_PATCH) || { echo "recordpatch.mk: no hook patch for Linux $(KERNEL_VERSION)" \
+		"(have: $(notdir $(wildcard $(RECORDPATCH_HOME)/kernel/recordpatch-vmlinux-hook-*.patch)))" >&2; exit 1; }
+	patch -d $(KDIR) -p1 -R --dry-run -s -f < $(HOOK_PATCH) \
+		>/dev/null 2>&1 || patch -d $(KDIR) -p1 < $(HOOK_PATCH)
 	$(KMAKE) $(KBUILD_TARGETS) RECORDPATCH='$(RECORDPATCH)'

@@ -47,6 +47,22 @@ def test_fresh_machine_gets_every_package(arch, tmp_path):
     assert "expected time" in lines[0] and "reference build" in lines[0]
 
 
+def test_linux_6_12_source_and_no_kbuild_package(tmp_path):
+    """KERNEL_VERSION=6.12: the 6.12 source package; its reference is the tree's own build of
+    scripts/recordmcount, so no linux-kbuild package; the times say they are 6.1's."""
+    lines, pkgs = dry_run(tmp_path, known=False, KERNEL_VERSION="6.12", E2E_ARCH="mipsr6")
+    assert pkgs == ((COMMON - {"linux-source-6.1", "linux-kbuild-6.1"}) | {"linux-source-6.12"}
+                    | CROSS["mipsr6"] | {"qemu-system-mips", "ipxe-qemu", "seabios"})
+    assert "[mipsr6-6.12 " in lines[0] and "not measured" in lines[1]
+
+
+def test_unknown_kernel_version_is_refused(tmp_path):
+    e = dict(os.environ, KERNEL_VERSION="5.10", WORK=str(tmp_path / "work"), E2E_SETUP_DRYRUN="1")
+    r = subprocess.run(["bash", str(ROOT / "kernel" / "e2e.sh")], env=e, capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "KERNEL_VERSION must be 6.1 or 6.12" in r.stderr
+
+
 def test_no_qemu_without_boot_and_other_source(tmp_path):
     _, pkgs = dry_run(tmp_path, known=False, BOOT="0", SRC_TAR="/usr/src/linux-source-6.12.tar.xz")
     assert "qemu-system-mips" not in pkgs and "linux-source-6.12" in pkgs
