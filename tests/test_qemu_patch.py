@@ -192,7 +192,7 @@ def test_unexpected_words_reported_per_site_nothing_written(tmp_path):
     r = rp("patch", bad, "-o", o, "--state", "call")
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
-    assert any(ln.startswith(f"{bad}: error: recordpatch: fb (") and "unexpected words" in ln
+    assert any(ln.startswith(f"{bad}: error: recordpatch: fb: ") and "unexpected words" in ln
                and "li v0,1" in ln for ln in lines), r.stderr
     assert "1 of 3 sites" in lines[-1] and "nothing written" in lines[-1]
     assert not o.exists() and "Traceback" not in r.stderr

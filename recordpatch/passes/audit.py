@@ -28,7 +28,7 @@ import sys
 from collections import Counter
 
 from ..arch import mips
-from ..diag import one_line
+from ..diag import WARNING, Finding, one_line
 from ..elf import consts as C
 from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
 from ..tuples import named
@@ -158,15 +158,19 @@ class _Ctx:
 
     def __init__(self, path, elf):
         self.path, self.elf = path, elf
-        self.findings: list[dict] = []
+        self.findings: list[Finding] = []
         self.sections: Counter = Counter()
         self.states: Counter = Counter()
         self.tables: Counter = Counter()
         self.defects: dict[str, dict] = {}
         self.word = struct.Struct(elf.endian + "I").unpack_from
 
-    def find(self, kind: str, where: str, message: str, level: str = "warning") -> None:
-        self.findings.append({"kind": kind, "level": level, "where": where, "message": message})
+    def find(self, kind: str, at, message: str, fn=None) -> None:
+        """A warning of ``kind`` at ``at`` ((section name, offset) or None), in function
+        ``fn`` ((name, offset into it) or None)."""
+        sec, off = at or ("", None)
+        name, delta = fn or ("", None)
+        self.findings.append(Finding(WARNING, kind, message, sec, off, name, delta))
 
     def defect(self, ident: str, compiler: str, function: str) -> None:
         d = self.defects.setdefault(ident, {"id": ident, "compiler": compiler, "functions": []})
@@ -208,14 +212,22 @@ def _func_index(elf) -> dict[int, list]:
     return out
 
 
-def _func_at(funcs, sec: int, off: int) -> str:
+def _func_at(funcs, sec: int, off: int):
+    """(name, offset into it) of the function at or before ``off``, or None."""
     from bisect import bisect_right
     lst = funcs.get(sec, ())
     k = bisect_right(lst, (off, "\U0010ffff")) - 1
     if k < 0:
-        return ""
+        return None
     v, n = lst[k]
-    return f"{n}+{off - v:#x}" if off != v else n
+    return n, off - v
+
+
+def _in(fn) -> str:
+    """" in func+0x12" for a message, from (name, offset) or None."""
+    if fn is None:
+        return ""
+    return f" in {fn[0]}+{fn[1]:#x}" if fn[1] else f" in {fn[0]}"
 
 
 def audit_file(path: str, walked: bool = False, system_map: str | None = None) -> dict:
@@ -263,7 +275,7 @@ def audit_file(path: str, walked: bool = False, system_map: str | None = None) -
         return res
     res.update(entries=sum(ctx.tables.values()), tables=dict(ctx.tables),
                sections=dict(ctx.sections), states=dict(ctx.states),
-               defects=list(ctx.defects.values()), findings=ctx.findings,
+               defects=list(ctx.defects.values()), findings=[f.as_dict() for f in ctx.findings],
                status="findings" if ctx.findings else "clean")
     return res
 
@@ -278,7 +290,7 @@ def _audit_trampoline(ctx: _Ctx, res: dict) -> None:
     results, diags = check_elf(elf, [TRAMPOLINE], DEFAULT_ALIGN)
     res["trampoline"] = results
     for d in diags:
-        ctx.find("trampoline", d.where, d.message)
+        ctx.findings.append(d._replace(level=WARNING, kind="trampoline"))
 
 
 # ---------------------------------------------------------------- relocatable objects
@@ -342,24 +354,26 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
     seen: dict[tuple[int, int], str] = {}
     for table in tables:
         for slot, sec, off, problem in _rel_entries(elf, table):
+            wat = (table.name, slot * elf.word if slot >= 0 else None)
             where = f"{table.name}+{slot * elf.word:#x}" if slot >= 0 else table.name
             if slot >= 0:
                 ctx.tables[MCOUNT_TABLE] += 1
             if problem:
-                ctx.find("unresolved", where, problem)
+                ctx.find("unresolved", wat, problem)
                 continue
             tsec = secs[sec] if 0 < sec < len(secs) else None
-            loc = f"{tsec.name if tsec else sec}+{off:#x}"
+            lat = (tsec.name if tsec else str(sec), off)
+            loc = f"{lat[0]}+{off:#x}"
             if tsec is None or off + 4 > tsec.size or tsec.type == C.SHT_NOBITS:
-                ctx.find("bad-target", where, f"entry points outside its section ({loc})")
+                ctx.find("bad-target", wat, f"entry points outside its section ({loc})")
                 continue
             ctx.sections[tsec.name] += 1
             if not tsec.flags & C.SHF_EXECINSTR:
-                ctx.find("not-executable", loc, f"{MCOUNT_TABLE} entry ({where}) points into "
+                ctx.find("not-executable", lat, f"{MCOUNT_TABLE} entry ({where}) points into "
                          f"{tsec.name}, which is not an executable section")
                 continue
             if (sec, off) in seen:
-                ctx.find("duplicate", loc, f"duplicate {MCOUNT_TABLE} entry ({where}; also "
+                ctx.find("duplicate", lat, f"duplicate {MCOUNT_TABLE} entry ({where}; also "
                          f"{seen[(sec, off)]})")
                 continue
             seen[(sec, off)] = where
@@ -376,86 +390,76 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
             if bad is not None:
                 hit_refused.add(bad)
                 fn = _func_at(funcs, sec, off)
-                ctx.find("unpatchable", loc, f"{MCOUNT_TABLE} entry ({where}) points at a call "
-                         f"the kernel cannot patch{' in ' + fn if fn else ''}: {bad.reason}")
+                ctx.find("unpatchable", lat, f"{MCOUNT_TABLE} entry ({where}) points at a call "
+                         f"the kernel cannot patch{_in(fn)}: {bad.reason}", fn)
                 continue
             w = ctx.word(elf.section_data(tsec), off)[0] if not off & 3 else None
             fn = _func_at(funcs, sec, off)
             found = insn_text(w, 0, t) if w is not None else "a misaligned address"
-            ctx.find("bad-target", loc, f"{MCOUNT_TABLE} entry ({where}) points at `{found}`"
-                     f"{' in ' + fn if fn else ''}, not at a call to _mcount")
+            ctx.find("bad-target", lat, f"{MCOUNT_TABLE} entry ({where}) points at `{found}`"
+                     f"{_in(fn)}, not at a call to _mcount", fn)
     missing = [s for s in sites if (s.section, s.offset) not in seen]
     unrecorded = [r for r in refused if r not in hit_refused]
     if (missing or unrecorded) and not tables:
         n = len(missing) + len(unrecorded)
-        ctx.find("not-recorded", "", f"{n} call{'s' * (n != 1)} to _mcount but no "
+        ctx.find("not-recorded", None, f"{n} call{'s' * (n != 1)} to _mcount but no "
                  f"{MCOUNT_TABLE} (not recorded)" + (f"; {len(unrecorded)} of them the kernel "
                  f"cannot patch ({unrecorded[0].reason})" if unrecorded else ""))
         missing = unrecorded = []
     for r in unrecorded:
         fn = _func_at(funcs, r.section, r.offset)
-        ctx.find("missing", f"{r.section_name}+{r.offset:#x}", f"call to _mcount"
-                 f"{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} entry, and the kernel "
-                 f"cannot patch it: {r.reason}")
+        ctx.find("missing", (r.section_name, r.offset), f"call to _mcount"
+                 f"{_in(fn)} has no {MCOUNT_TABLE} entry, and the kernel "
+                 f"cannot patch it: {r.reason}", fn)
     if missing:
         drops = set(record.reference_drops(elf))
         for s in missing:
             fn = _func_at(funcs, s.section, s.offset)
             hint = (" (Linux 6.1's recordmcount drops it: its +4 filter carries over from the "
                     "previous section)" if (s.section, s.offset) in drops else "")
-            ctx.find("missing", f"{s.section_name}+{s.offset:#x}",
-                     f"call to _mcount{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} "
-                     f"entry{hint}")
+            ctx.find("missing", (s.section_name, s.offset),
+                     f"call to _mcount{_in(fn)} has no {MCOUNT_TABLE} "
+                     f"entry{hint}", fn)
     if pp is not None:
         _audit_rel_pfe(ctx, funcs, compiler, pp)
 
 
-def _defect_of(msg: str) -> str:
-    if "PR99217" in msg:
-        return "PR99217"
-    if "SHF_LINK_ORDER" in msg:
-        return "SHF_LINK_ORDER"
-    if "mode" in msg and "pad of" in msg:
-        return "microMIPS-pad-ISA"
-    return ""
+#: patchable.plan's finding kinds that are known compiler defects, and the defect's name.
+DEFECTS = {"pr99217": "PR99217", "link-order": "SHF_LINK_ORDER", "pad-isa": "microMIPS-pad-ISA"}
+#: patchable.plan's other kinds in audit's vocabulary (a pad of the wrong size or place is
+#: an entry that points at something else than a pad).
+AUDIT_KIND = {"pad-size": "bad-target", "pad-offset": "bad-target"}
 
 
 def _audit_rel_pfe(ctx: _Ctx, funcs, compiler: str, pp) -> None:
     elf = ctx.elf
     ctx.tables[PFE_TABLE] += sum(s.size // elf.word for s in elf.sections if s.name == PFE_TABLE)
-    where_of: dict[str, str] = {}
+    where_of: dict[str, tuple[str, int]] = {}
     for p in pp.pads:
         ctx.sections[p.section_name] += 1
         ctx.states[f"{p.nops}-nop pad{' (microMIPS)' if p.micro else ''}"] += 1
-        where_of.setdefault(p.func.name, f"{p.section_name}+{p.offset:#x}")
+        where_of.setdefault(p.func.name, (p.section_name, p.offset))
     for sec, lst in funcs.items():
         for v, n in lst:
-            where_of.setdefault(n, f"{elf.sections[sec].name}+{v:#x}")
+            where_of.setdefault(n, (elf.sections[sec].name, v))
     # A finished module (.gnu.linkonce.this_module: scripts/Makefile.modfinal's link was its
     # last) is never linked again, so a table linked to the wrong section cannot lose an
     # entry there: the compiler defect is still listed, but it is not a finding.
     final = any(s.name == ".gnu.linkonce.this_module" for s in elf.sections)
     for d in pp.diagnostics:
-        m = d.message
-        where = where_of.get(d.where, d.where)
-        ident = _defect_of(m)
+        ident = DEFECTS.get(d.kind)
         if ident:
-            kind = "defect"
-            ctx.defect(ident, compiler, d.where)
+            ctx.defect(ident, compiler, d.function)
             if ident == "SHF_LINK_ORDER" and final:
                 continue
-        elif "duplicate" in m or "second entry" in m:
-            kind = "duplicate"
-        elif "not an executable section" in m:
-            kind = "not-executable"
-        elif "but no" in m:
-            kind = "missing"
-        elif m.startswith("entry: "):
-            kind = "unresolved"
-        else:
-            kind = "bad-target"
-        ctx.find(kind, where, m if d.where in ("",) or d.where.startswith(PFE_TABLE)
-                 or d.where in m else f"{d.where}: {m}")
+        at = (d.section, d.offset) if d.section else where_of.get(d.function)
+        m = d.message
+        if d.function and not at:
+            at = (d.function, None)   # a function the symbol table does not place
+        elif d.function and d.function not in m:
+            m = f"{d.function}: {m}"
+        ctx.find("defect" if ident else AUDIT_KIND.get(d.kind, d.kind), at, m,
+                 (d.function, d.func_offset) if d.function else None)
 
 
 # ---------------------------------------------------------------- linked images
@@ -584,7 +588,7 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
     names, funcs, mcount, callers, skip = _linked_symbols(symbols)
     tables = linked_tables(elf, symbols)
     if not tables and symbols is None:
-        ctx.find("no-table", "", "cannot see the ftrace table: no __mcount_loc section and no "
+        ctx.find("no-table", None, "cannot see the ftrace table: no __mcount_loc section and no "
                  "symbol table (a stripped image) for __start_mcount_loc/__stop_mcount_loc; "
                  "audit it with --system-map FILE or the unstripped vmlinux")
         return
@@ -597,6 +601,7 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
         ctx.tables[tname] += n
         addrs = struct.unpack_from(f"{elf.endian}{n}{fmt[-1]}", data)
         for slot, addr in enumerate(addrs):
+            wat = (tname, slot * elf.word)
             where = f"{tname}+{slot * elf.word:#x}"
             if addr == 0:
                 continue  # an entry the kernel's sorttable/linker zeroed (discarded section)
@@ -604,17 +609,17 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
             a = addr & ~1
             s = img.find(a)
             if s is None or a + 4 > s.addr + s.size:
-                ctx.find("bad-target", where, f"entry {addr:#x} is not inside any section")
+                ctx.find("bad-target", wat, f"entry {addr:#x} is not inside any section")
                 continue
             off = a - s.addr
-            loc = f"{s.name}+{off:#x}"
+            lat = (s.name, off)
             ctx.sections[s.name] += 1
             if not s.flags & C.SHF_EXECINSTR:
-                ctx.find("not-executable", loc, f"{tname} entry ({where}) points at {addr:#x} "
+                ctx.find("not-executable", lat, f"{tname} entry ({where}) points at {addr:#x} "
                          f"in {s.name}, which is not an executable section")
                 continue
             if a in seen:
-                ctx.find("duplicate", loc, f"duplicate entry {addr:#x} ({where}; also {seen[a]})")
+                ctx.find("duplicate", lat, f"duplicate entry {addr:#x} ({where}; also {seen[a]})")
                 continue
             seen[a] = where
             text = img.text(s)
@@ -623,11 +628,11 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
                 if len(run) > 1:
                     ctx.states["nop pad (microMIPS)"] += 1
                 else:
-                    ctx.find("bad-target", loc, f"{tname} entry ({where}) points at {addr:#x}: "
+                    ctx.find("bad-target", lat, f"{tname} entry ({where}) points at {addr:#x}: "
                              "a microMIPS entry that is not a nop pad")
                 continue
             if off & 3:
-                ctx.find("bad-target", loc, f"entry {addr:#x} is not 4-byte aligned")
+                ctx.find("bad-target", lat, f"entry {addr:#x} is not 4-byte aligned")
                 continue
 
             def word(o, text=text):
@@ -646,7 +651,7 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
                     fname = names.get(a + 4 * nrun, "")
                     ctx.defect("PR99217", compiler, fname)
                     from .patchable import pr99217_text
-                    ctx.find("defect", loc, pr99217_text(nrun, fname)
+                    ctx.find("defect", lat, pr99217_text(nrun, fname)
                              + (f" [{compiler}]" if compiler else ""))
             if state:
                 ctx.states[state] += 1
@@ -658,9 +663,9 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
                 tgt = mips.jal_target(w, a, bits)
                 nm.setdefault(tgt, names.get(tgt, f"{tgt:#x}"))
             fn = near.near(a)
-            ctx.find("bad-target", loc, f"{tname} entry ({where}) points at {addr:#x}: "
-                     f"`{insn_text(w, a, t, nm)}`{' in ' + fn if fn else ''}, neither a call "
-                     "to _mcount, a pad, nor a state ftrace writes")
+            ctx.find("bad-target", lat, f"{tname} entry ({where}) points at {addr:#x}: "
+                     f"`{insn_text(w, a, t, nm)}`{_in(fn)}, neither a call "
+                     "to _mcount, a pad, nor a state ftrace writes", fn)
     # calls with no entry (only knowable with the _mcount symbol)
     if mcount is None:
         return
@@ -682,10 +687,10 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
                 untabled += 1
                 continue
             fn = near.near(pc)
-            ctx.find("missing", f"{s.name}+{4 * i:#x}", f"call to _mcount at {pc:#x}"
-                     f"{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} entry")
+            ctx.find("missing", (s.name, 4 * i), f"call to _mcount at {pc:#x}"
+                     f"{_in(fn)} has no {MCOUNT_TABLE} entry", fn)
     if untabled:
-        ctx.find("not-recorded", "", f"{untabled} call{'s' * (untabled != 1)} to _mcount but no "
+        ctx.find("not-recorded", None, f"{untabled} call{'s' * (untabled != 1)} to _mcount but no "
                  f"{MCOUNT_TABLE} and no __start_mcount_loc/__stop_mcount_loc")
 
 
@@ -696,13 +701,14 @@ class _Names:
         self.addrs = sorted(names)
         self.names = names
 
-    def near(self, addr: int) -> str:
+    def near(self, addr: int):
+        """(name, offset into it) of the nearest symbol at or before ``addr``, or None."""
         from bisect import bisect_right
         k = bisect_right(self.addrs, addr) - 1
         if k < 0:
-            return ""
+            return None
         best = self.addrs[k]
-        return self.names[best] if best == addr else f"{self.names[best]}+{addr - best:#x}"
+        return self.names[best], addr - best
 
 
 def _linked_state(word, off: int, pc: int, bits: int, mcount, callers, flag: int, r6: bool) -> str:

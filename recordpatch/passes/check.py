@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..diag import ERROR, WARNING, Diagnostic, emit
+from ..diag import ERROR, WARNING, Finding, emit
 from ..elf import consts as C
 from ..errors import EXIT_FAIL, EXIT_OK, RecordpatchError
 
@@ -27,7 +27,7 @@ def _fix(align: int) -> str:
             "ALIGN() in the linker script) so that the link keeps it")
 
 
-def check_elf(elf, names: list[str], align: int) -> tuple[list[dict], list[Diagnostic]]:
+def check_elf(elf, names: list[str], align: int) -> tuple[list[dict], list[Finding]]:
     """Per symbol: a result dict and diagnostics (ERROR for each failed requirement)."""
     if elf.machine != C.EM_MIPS:
         raise RecordpatchError(f"wrong machine: e_machine {elf.machine}, expected EM_MIPS (8)")
@@ -42,7 +42,8 @@ def check_elf(elf, names: list[str], align: int) -> tuple[list[dict], list[Diagn
     for name in names:
         syms = defs[name]
         if not syms:
-            diags.append(Diagnostic(ERROR, "symbol not defined in this file", name))
+            diags.append(Finding(ERROR, "undefined", "symbol not defined in this file",
+                                 function=name))
             results.append({"symbol": name, "found": False, "ok": False})
             continue
         sym = syms[0]
@@ -77,7 +78,7 @@ def check_elf(elf, names: list[str], align: int) -> tuple[list[dict], list[Diagn
                 problems.append(f"lui at,%hi({name}) alone reaches it only if it is 64 KiB "
                                 f"aligned; here only {guaranteed}-byte alignment is guaranteed")
         for p in problems:
-            diags.append(Diagnostic(ERROR, p, name))
+            diags.append(Finding(ERROR, "misaligned", p, function=name))
         res["ok"] = not problems
         results.append(res)
     return results, diags
@@ -96,7 +97,7 @@ def run_check(ns) -> int:
             elf = ElfFile(data)
             results, diags = check_elf(elf, names, ns.align)
         except RecordpatchError as exc:
-            results, diags = [], [Diagnostic(ERROR, str(exc))]
+            results, diags = [], [Finding(ERROR, "error", str(exc))]
         emit(path, diags, min_level=WARNING)
         failed |= any(d.level == ERROR for d in diags)
         if ns.json:

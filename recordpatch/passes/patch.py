@@ -35,7 +35,7 @@ import sys
 from ..arch import encode as E
 from ..arch import mips
 from ..arch.encode import Target
-from ..diag import ERROR, Diagnostic, emit, one_line
+from ..diag import ERROR, Finding, emit, one_line
 from ..elf import consts as C
 from ..elf.reader import ElfFile
 from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
@@ -419,24 +419,25 @@ def plan_changes(data: bytes, opts: Options):
         sel = [s for s in sel if s.addr != st.target]  # B' itself is never redirected to itself
     diags, changes = [], []
     for s in sel:
-        where = f"{s.func or s.section}" + (f" ({s.addr:#x})" if img.linked else f" ({s.section}+{s.addr:#x})")
+        at = f"{s.addr:#x}" if img.linked else f"{s.section}+{s.addr:#x}"
+        where = {"function": s.func or s.section}
         if s.kind != "pad" and opts.state not in PG_STATES:
-            diags.append(Diagnostic(ERROR, f"a -pg call site has no {opts.state} state (only nop and call)",
-                                    where))
+            diags.append(Finding(ERROR, "no-state", f"the -pg call site at {at} has no "
+                                 f"{opts.state} state (only nop and call)", **where))
             continue
         old = [img.read(s.off + 4 * i) for i in range(s.n)]
         cur = st.classify(s, old)
         if cur is None:
             got = "; ".join(_pretty(st, w, s.addr + 4 * i) for i, w in enumerate(old))
-            diags.append(Diagnostic(ERROR, f"unexpected words at the {_kind_text(s)}: {got} "
-                                    f"(not one of the states {', '.join(st.states_for(s))} with "
-                                    f"flag register ${st.flag} and trampoline "
-                                    f"{st.tramp_name or '?'})", where))
+            diags.append(Finding(ERROR, "unexpected-words", f"unexpected words at the "
+                                 f"{_kind_text(s)} at {at}: {got} (not one of the states "
+                                 f"{', '.join(st.states_for(s))} with flag register ${st.flag} "
+                                 f"and trampoline {st.tramp_name or '?'})", **where))
             continue
         try:
             new = st.words(s, opts.state)
         except E.EncodeError as e:
-            diags.append(Diagnostic(ERROR, str(e), where))
+            diags.append(Finding(ERROR, "encode", f"{at}: {e}", **where))
             continue
         changes.append(Change(s, cur, opts.state, old, new))
     return img, st, changes, diags, sel

@@ -24,7 +24,7 @@ import struct
 from collections import Counter
 
 from ..arch import mips
-from ..diag import WARNING, Diagnostic
+from ..diag import WARNING, Finding
 from ..elf import consts as C
 from ..elf.reader import ElfFile
 from ..errors import RecordpatchError
@@ -134,7 +134,7 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
     ``before``: M, the nops that may legally precede the function symbol."""
     compiler = compiler_of(elf)
     cc = f" [{compiler}]" if compiler else ""
-    diags: list[Diagnostic] = []
+    diags: list[Finding] = []
     funcs = _functions(elf)
     secs = elf.sections
     raws = raw_entries(elf)
@@ -142,21 +142,21 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
     # First pass: locate pad, function, nop run.
     found = []
     for t, slot, sec, target, _, problem in raws:
-        where = f"{TABLE}+{slot * elf.word:#x}" if slot >= 0 else TABLE
+        at = slot * elf.word if slot >= 0 else None
         if problem:
-            diags.append(Diagnostic(WARNING, f"entry: {problem}", where))
+            diags.append(Finding(WARNING, "unresolved", f"entry: {problem}", TABLE, at))
             continue
         tsec = secs[sec] if 0 < sec < len(secs) else None
         micro = bool(target & 1)
         off = target & ~1
         if tsec is None or off >= tsec.size or tsec.type == C.SHT_NOBITS:
             name = tsec.name if tsec else str(sec)
-            diags.append(Diagnostic(WARNING, f"entry points outside its section ({name}+{off:#x})",
-                                    where))
+            diags.append(Finding(WARNING, "bad-target", "entry points outside its section "
+                                 f"({name}+{off:#x})", TABLE, at))
             continue
         if not tsec.flags & C.SHF_EXECINSTR:
-            diags.append(Diagnostic(WARNING, f"entry points into {tsec.name}+{off:#x}, which is "
-                                    "not an executable section", where))
+            diags.append(Finding(WARNING, "not-executable", f"entry points into {tsec.name}+"
+                                 f"{off:#x}, which is not an executable section", TABLE, at))
             continue
         text = elf.section_data(tsec)
         run = mips.nop_run(text, off, elf.endian, micro)
@@ -166,8 +166,8 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
             # the pad is not in front of (or at) any function symbol
             after = [f for f in funcs.get(sec, ()) if f.value <= off < f.value + max(f.size, 1)]
             inside = f" (inside {after[-1].name}+{off - after[-1].value:#x})" if after else ""
-            diags.append(Diagnostic(WARNING, f"entry points at {tsec.name}+{off:#x}{inside}, "
-                                    "not at a function's pad", where))
+            diags.append(Finding(WARNING, "bad-target", f"entry points at {tsec.name}+"
+                                 f"{off:#x}{inside}, not at a function's pad", TABLE, at))
             continue
         nb = sum(1 for p in run[:-1] if p < func.value - off)
         found.append((t, slot, tsec, off, micro, func, run, nb))
@@ -195,35 +195,36 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
         if micro != fmicro:
             isa = "microMIPS" if fmicro else "MIPS"
             padisa = "microMIPS (nop16, pointer with the ISA bit)" if micro else "MIPS"
-            problems.append(f"pad of {isa} function {fname} in {tsec.name} is in {padisa} mode: "
+            problems.append(("pad-isa", f"pad of {isa} function {fname} in {tsec.name} is in {padisa} mode: "
                             "emitted before the function's `.set (no)micromips`"
                             + (f"; it leaves {fname} at {tsec.name}+{func.value:#x}, not 4-byte "
                                "aligned as MIPS code must be" if not fmicro and func.value & 3
-                               else "") + cc)
+                               else "") + cc))
         if nrun < nops:
-            problems.append(f"pad of {fname} in {tsec.name} has {nrun} nop{'s' * (nrun != 1)}, "
-                            f"expected {nops}")
+            problems.append(("pad-size", f"pad of {fname} in {tsec.name} has {nrun} "
+                             f"nop{'s' * (nrun != 1)}, expected {nops}"))
         if nb != before:
             if nops > before and nb >= nops:
                 pr = True
-                problems.append(pr99217_text(nops, fname, tsec.name) + cc)
+                problems.append(("pr99217", pr99217_text(nops, fname, tsec.name) + cc))
             else:
-                problems.append(f"pad of {fname} in {tsec.name} starts {nb} nop{'s' * (nb != 1)} "
-                                f"before the function, expected {before}")
+                problems.append(("pad-offset", f"pad of {fname} in {tsec.name} starts {nb} "
+                                 f"nop{'s' * (nb != 1)} before the function, expected {before}"))
         if t.flags & C.SHF_LINK_ORDER and t.link != tsec.index:
             # One finding per (table, linked section, code section), not one per entry: a
             # kernel object has dozens of .init.text pads in the table linked to .text.
             misplaced.setdefault((t.index, t.link, tsec.index), []).append(fname)
         k = seen_at.get((tsec.index, off))
         if k is not None:
-            problems.append(f"duplicate entry for {fname} in {tsec.name} (also entry {k})")
+            problems.append(("duplicate", f"duplicate entry for {fname} in {tsec.name} "
+                             f"(also entry {k})"))
         elif seen_fn.get((tsec.index, func.value)) is not None:
-            problems.append(f"second entry for {fname} in {tsec.name} "
-                            f"(also entry {seen_fn[(tsec.index, func.value)]})")
+            problems.append(("duplicate", f"second entry for {fname} in {tsec.name} "
+                             f"(also entry {seen_fn[(tsec.index, func.value)]})"))
         seen_at.setdefault((tsec.index, off), slot)
         seen_fn.setdefault((tsec.index, func.value), slot)
-        for msg in problems:
-            diags.append(Diagnostic(WARNING, msg, fname))
+        for kind, msg in problems:
+            diags.append(Finding(WARNING, kind, msg, function=fname))
         pads.append(Pad(t.index, slot, tsec.index, tsec.name, off, micro, func, nrun, nb,
                         func.value - off, not problems, pr))
     for (_, link, sec), names in misplaced.items():
@@ -232,15 +233,15 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
         what = (f"the entry for {names[0]} (in {secs[sec].name}) stands" if one else
                 f"{len(names)} entries ({', '.join(names[:3])}{', ...' * (len(names) > 3)}) "
                 f"for code in {secs[sec].name} stand")
-        diags.append(Diagnostic(WARNING, f"{what} in a {TABLE} section linked (SHF_LINK_ORDER) "
-                                f"to {other}: --gc-sections keeps or drops {'it' if one else 'them'} "
-                                f"with {other}, not with {secs[sec].name}{cc}",
-                                names[0] if one else ""))
+        diags.append(Finding(WARNING, "link-order", f"{what} in a {TABLE} section linked "
+                             f"(SHF_LINK_ORDER) to {other}: --gc-sections keeps or drops "
+                             f"{'it' if one else 'them'} with {other}, not with "
+                             f"{secs[sec].name}{cc}", function=names[0] if one else ""))
     diags.extend(_missing(elf, funcs, pads, nops, before, cc))
     return PatchPlan(pads, nops, before, compiler, diags, rela)
 
 
-def _missing(elf: ElfFile, funcs, pads, nops: int, before: int, cc: str) -> list[Diagnostic]:
+def _missing(elf: ElfFile, funcs, pads, nops: int, before: int, cc: str) -> list[Finding]:
     """Functions in sections that have pads, with a pad-shaped nop run but no entry."""
     if not pads or nops <= 0:
         return []
@@ -264,13 +265,13 @@ def _missing(elf: ElfFile, funcs, pads, nops: int, before: int, cc: str) -> list
                 continue
             run = mips.nop_run(text, start, elf.endian, micro)
             if len(run) - 1 >= nops:
-                out.append(Diagnostic(WARNING, f"{f.name} in {s.name} has a {nops}-nop pad but no "
-                                      f"{TABLE} entry{cc}", f.name))
+                out.append(Finding(WARNING, "missing", f"{f.name} in {s.name} has a {nops}-nop "
+                                   f"pad but no {TABLE} entry{cc}", function=f.name))
     return out
 
 
 # ---------------------------------------------------------------- repair (PR99217)
-def repair(elf: ElfFile, pp: PatchPlan) -> tuple[bytes, list[Diagnostic], int]:
+def repair(elf: ElfFile, pp: PatchPlan) -> tuple[bytes, list[Finding], int]:
     """Make each PR99217 pad its function's entry: the function symbols (value and size)
     move to the pad start, and every reference to the old entry (relocations against the
     section symbol or the function whose target is the old start: REL fields or RELA
@@ -301,8 +302,9 @@ def repair(elf: ElfFile, pp: PatchPlan) -> tuple[bytes, list[Diagnostic], int]:
                 struct.pack_into(e + "II", buf, base + 4, new, sym.size + sym.value - new)
             else:
                 struct.pack_into(e + "QQ", buf, base + 8, new, sym.size + sym.value - new)
-            diags.append(Diagnostic(NOTE, f"entry moved from {elf.sections[sym.section].name}+"
-                                    f"{sym.value:#x} to the pad at +{new:#x}", sym.name))
+            diags.append(Finding(NOTE, "repaired", f"entry moved from "
+                                 f"{elf.sections[sym.section].name}+{sym.value:#x} to the pad "
+                                 f"at +{new:#x}", function=sym.name))
     # 2. relocations
     for rs in elf.sections:
         if rs.type not in (C.SHT_REL, C.SHT_RELA) or rs.link != symtab.section.index:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ..diag import ERROR, Diagnostic
+from ..diag import ERROR, Finding
 from ..errors import RecordpatchError
 from ..tuples import named
 
@@ -110,8 +110,8 @@ def commit(path: str, chunks: list[bytes], st: os.stat_result, original: bytes,
 
 
 def error_result(path: str, exc: Exception) -> FileResult:
-    return FileResult(path, "error", [Diagnostic(ERROR, str(exc))], {"path": path, "status": "error",
-                                                                    "error": str(exc)})
+    return FileResult(path, "error", [Finding(ERROR, "error", str(exc))],
+                      {"path": path, "status": "error", "error": str(exc)})
 
 
 def record_one(path: str, dry_run: bool = False, warn_ignored: bool = False, quirks: bool = False,
