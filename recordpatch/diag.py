@@ -3,8 +3,6 @@ found (never recovered from the message text), and its location as fields."""
 
 from __future__ import annotations
 
-import sys
-
 from .tuples import named
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
@@ -45,12 +43,3 @@ class Finding(named("Finding", "level kind message section offset function func_
         return {"level": self.level, "kind": self.kind, "where": self.where,
                 "section": self.section, "offset": self.offset, "function": self.function,
                 "func_offset": self.func_offset, "message": self.message}
-
-
-def emit(path: str, diags, stream=None, min_level: str = NOTE) -> None:
-    """Print findings on stderr; notes only when asked for (min_level=NOTE)."""
-    stream = stream or sys.stderr
-    order = {ERROR: 0, WARNING: 1, NOTE: 2}
-    for d in diags:
-        if order[d.level] <= order[min_level]:
-            print(d.render(path), file=stream)

@@ -154,7 +154,7 @@ def test_zstd_both_ways(tmp_path, monkeypatch):
     the `zstandard` module and, without it, through the `zstd` program; with neither,
     one error naming both."""
     from recordpatch.errors import RecordpatchError
-    from recordpatch.passes.audit import decompress
+    from recordpatch.passes.pipeline import decompress
     zstd = shutil.which("zstd")
     need("zstd (Debian package zstd)", zstd is not None)
     need_module("zstandard")
@@ -336,7 +336,7 @@ def test_json_schema_and_jobs(tmp_path):
     r2, j2 = audit_json("-j", "2", d)
     assert r1.returncode == r2.returncode == 1
     assert j1 == j2
-    assert j1["schema"] == 1 and set(j1["summary"]) >= {"files", "clean", "findings", "errors",
+    assert j1["schema"] == "recordpatch/audit/1" and set(j1["summary"]) >= {"files", "clean", "findings", "errors",
                                                         "entries"}
     keys = {"path", "status", "elf_type", "abi", "endian", "compiler", "entries", "tables",
             "sections", "states", "defects", "trampoline", "findings"}
@@ -389,12 +389,13 @@ def test_module_site_states():
     assert state(0) == ""                                     # lui/addiu v1 without jalr v1
 
 
-def _run_on_pty(args: list[str]) -> tuple[int, str]:
+def _run_on_pty(args: list[str], columns: int = 160, **env_extra) -> tuple[int, str]:
     """Run with stdout and stderr on a pseudo-terminal, as a person at a terminal would."""
     import pty
     import select
     master, slave = pty.openpty()
-    env = dict(os.environ, COLUMNS="160", TERM="xterm")
+    env = dict(os.environ, COLUMNS=str(columns), TERM="xterm", **env_extra)
+    env.pop("NO_COLOR", None) if "NO_COLOR" not in env_extra else None
     p = subprocess.Popen([sys.executable, "-m", "recordpatch", *args], stdout=slave,
                          stderr=slave, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
     os.close(slave)

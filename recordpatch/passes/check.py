@@ -9,12 +9,10 @@ and SYM's offset in it is a multiple of it. Read-only: never opens a file for wr
 
 from __future__ import annotations
 
-import json
-import sys
-
-from ..diag import ERROR, WARNING, Finding, emit
+from ..diag import ERROR, Finding
 from ..elf import consts as C
-from ..errors import EXIT_FAIL, EXIT_OK, RecordpatchError
+from ..errors import RecordpatchError
+from ..results import FileReport, Report
 
 DEFAULT_TRAMPOLINE = "ftrace_regs_caller"
 DEFAULT_ALIGN = 65536
@@ -84,33 +82,21 @@ def check_elf(elf, names: list[str], align: int) -> tuple[list[dict], list[Findi
     return results, diags
 
 
-def run_check(ns) -> int:
+def check_files(files: list[str], names: list[str] | None = None,
+                align: int = DEFAULT_ALIGN) -> Report:
+    """`recordpatch check`: each file's trampoline symbols ``names``."""
     from ..elf.reader import ElfFile
-    from .pipeline import read_input
+    from .pipeline import error_result, read_image
 
-    names = ns.trampoline or [DEFAULT_TRAMPOLINE]
-    failed = False
+    names = names or [DEFAULT_TRAMPOLINE]
     out = []
-    for path in ns.files:
+    for path in files:
         try:
-            data, _ = read_input(path)
-            elf = ElfFile(data)
-            results, diags = check_elf(elf, names, ns.align)
+            elf = ElfFile(read_image(path))
+            results, diags = check_elf(elf, names, align)
         except RecordpatchError as exc:
-            results, diags = [], [Finding(ERROR, "error", str(exc))]
-        emit(path, diags, min_level=WARNING)
-        failed |= any(d.level == ERROR for d in diags)
-        if ns.json:
-            out.append({"path": path, "symbols": results,
-                        "diagnostics": [d.as_dict() for d in diags]})
-        else:
-            for r in results:
-                if r.get("ok"):
-                    where = (f"{r['address']:#x}" if "address" in r
-                             else f"{r['section']}+{r['offset']:#x} (section aligned to "
-                             f"{r['section_align']})")
-                    print(f"{path}: {r['symbol']}: {where}: {r['required']}-byte aligned, ok")
-    if ns.json:
-        json.dump({"files": out}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    return EXIT_FAIL if failed else EXIT_OK
+            out.append(error_result(path, exc))
+            continue
+        bad = any(d.level == ERROR for d in diags)
+        out.append(FileReport(path, "findings" if bad else "ok", diags, {"symbols": results}))
+    return Report("check", out, {"files": len(out), "ok": sum(not f.failed for f in out)})

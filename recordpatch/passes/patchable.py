@@ -29,8 +29,8 @@ from ..elf import consts as C
 from ..elf.reader import ElfFile
 from ..errors import RecordpatchError
 from ..tuples import named
-
-TABLE = "__patchable_function_entries"
+from .tables import PFE as TABLE
+from .tables import relocatable_entries
 
 
 class Pad(named("Pad", "table slot section section_name offset micro func nops before "
@@ -84,51 +84,6 @@ def _functions(elf: ElfFile) -> dict[int, list]:
     return out
 
 
-def raw_entries(elf: ElfFile):
-    """(table section, slot, target section index, target offset incl. ISA bit, rela, problem)
-    for every word of every `__patchable_function_entries` section."""
-    symtab = elf.symtab
-    word = elf.word
-    mask = (1 << (8 * word)) - 1
-    secs = elf.sections
-    out = []
-    for t in secs:
-        if t.name != TABLE:
-            continue
-        rsec = next((s for s in secs if s.type in (C.SHT_REL, C.SHT_RELA) and s.info == t.index),
-                    None)
-        rela = rsec is not None and rsec.type == C.SHT_RELA
-        relocs = {}
-        if rsec is not None:
-            for r in elf.relocations(rsec):
-                relocs.setdefault(r.offset, []).append(r)
-        data = elf.section_data(t)
-        fmt = elf.endian + ("I" if word == 4 else "Q")
-        if len(data) != t.size:  # SHT_NOBITS: a size but no bytes to read the words from
-            out.append((t, -1, 0, 0, rela, f"{TABLE} has no contents in the file (SHT_NOBITS)"))
-            continue
-        if t.size % word:
-            out.append((t, -1, 0, 0, rela, f"{TABLE} size {t.size} is not a multiple of {word}"))
-        for slot in range(t.size // word):
-            rs = relocs.get(slot * word, [])
-            if len(rs) != 1 or symtab is None:
-                out.append((t, slot, 0, 0, rela, "no relocation" if not rs else
-                            f"{len(rs)} relocations on one entry"))
-                continue
-            r = rs[0]
-            if r.type not in (mips.R_MIPS_32, mips.R_MIPS_64) or r.type2 or r.type3:
-                out.append((t, slot, 0, 0, rela, f"relocation {mips.reloc_name(r.type)} is not "
-                            "an absolute pointer"))
-                continue
-            sym = symtab[r.sym]
-            if not sym.section:
-                out.append((t, slot, 0, 0, rela, f"points at undefined symbol {sym.name or r.sym}"))
-                continue
-            addend = r.addend if r.addend is not None else struct.unpack_from(fmt, data, slot * word)[0]
-            out.append((t, slot, sym.section, (sym.value + addend) & mask, rela, ""))
-    return out
-
-
 def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
     """Validate every entry. ``nops``: the pad size N (None: the object's most common pad);
     ``before``: M, the nops that may legally precede the function symbol."""
@@ -137,14 +92,14 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
     diags: list[Finding] = []
     funcs = _functions(elf)
     secs = elf.sections
-    raws = raw_entries(elf)
-    rela = any(x[4] for x in raws)
+    raws = relocatable_entries(elf, TABLE)
+    rela = any(x.rela for x in raws)
     # First pass: locate pad, function, nop run.
     found = []
     for t, slot, sec, target, _, problem in raws:
         at = slot * elf.word if slot >= 0 else None
         if problem:
-            diags.append(Finding(WARNING, "unresolved", f"entry: {problem}", TABLE, at))
+            diags.append(Finding(WARNING, "unresolved", problem, TABLE, at))
             continue
         tsec = secs[sec] if 0 < sec < len(secs) else None
         micro = bool(target & 1)
@@ -392,11 +347,6 @@ def _repair_relocs(elf, buf, rs, moves, moved_syms) -> None:
                   where)
 
 
-def _sext16(v: int) -> int:
-    v &= 0xFFFF
-    return v - 0x10000 if v & 0x8000 else v
-
-
 def _repair_hi_lo(relocs, symbol, relevant, remap, new_value, word_at, put_word, size,
                   where) -> None:
     """REL %hi/%lo halves, paired the way GNU ld pairs them (bfd/elfxx-mips.c,
@@ -425,7 +375,7 @@ def _repair_hi_lo(relocs, symbol, relevant, remap, new_value, word_at, put_word,
         if not relevant(symbol(h.sym)):
             continue
         a = ((mips.rel_addend(mips.R_MIPS_HI16, word_at(h.offset)) << 16)
-             + _sext16(word_at(lo.offset)))
+             + mips.sext(word_at(lo.offset), 16))
         ahl[id(h)] = a
         known.setdefault(h.sym, set()).add(a)
     new_lo: dict[int, int] = {}     # id(lo) -> its new 16 bits
@@ -434,7 +384,7 @@ def _repair_hi_lo(relocs, symbol, relevant, remap, new_value, word_at, put_word,
         if not relevant(sym):
             continue
         lw = word_at(lo.offset)
-        lv = _sext16(lw)
+        lv = mips.sext(lw, 16)
         hs = his_of.get(id(lo))
         if hs:
             cands = {ahl[id(h)] for h in hs}
@@ -462,7 +412,7 @@ def _repair_hi_lo(relocs, symbol, relevant, remap, new_value, word_at, put_word,
         if (new - nl) & 0xFFFF:
             raise RecordpatchError(f"cannot repair: a %hi ({where(h)}) and the %lo it pairs "
                                    "with move differently")
-        nh = ((new - _sext16(nl)) >> 16) & 0xFFFF
+        nh = ((new - mips.sext(nl, 16)) >> 16) & 0xFFFF
         hw = word_at(h.offset)
         if hw & 0xFFFF != nh:
             put_word(h.offset, (hw & ~0xFFFF) | nh)

@@ -37,10 +37,10 @@ from ..elf.reader import ElfFile
 from ..elf.writer import NewRef, NewSection
 from ..errors import RecordpatchError, UnsupportedError
 from ..tuples import named
+from .tables import MCOUNT as TABLE
 
 _HOST = "<" if sys.byteorder == "little" else ">"
 MCOUNT = "_mcount"
-TABLE = "__mcount_loc"
 MCOUNTED_NAMES = frozenset({
     ".init.text", ".ref.text", ".sched.text", ".spinlock.text", ".irqentry.text",
     ".softirqentry.text", ".kprobes.text", ".cpuidle.text",
@@ -157,6 +157,8 @@ def _kernel_calls(text, offs: list[int], types: list[int], endian: str) -> list[
 
     Made on whole lists with C-level iterators (a vmlinux.o's .text has ~23k sites)."""
     last = len(text) - 4
+    # map(and_, offs, repeat(3)) is `[o & 3 for o in offs]` run by C: operator functions
+    # over repeat() replace per-site Python lambdas and loops throughout this function
     if min(offs) < 8 or max(offs) > last or any(map(and_, offs, repeat(3))):
         usable = [8 <= o <= last and not o & 3 for o in offs]
         if not any(usable):
