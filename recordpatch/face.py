@@ -9,6 +9,7 @@ errors.UsageError from a pass), findings 1, success 0.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Annotated, List, Literal, Optional
@@ -267,7 +268,7 @@ def run(argv: list[str], prog: str = "recordpatch", command=None) -> int:
     """Run the app on ``argv``: the exit status (typer's usage errors: 2)."""
     if argv[:1] == ["probe-cc"]:
         argv = _compiler_flags_verbatim(argv)
-    cli = typer.main.get_command(app) if command is None else command
+    cli = _app_command() if command is None else command
     try:
         cli.main(args=argv, prog_name=prog, standalone_mode=True)
     except SystemExit as e:
@@ -275,6 +276,14 @@ def run(argv: list[str], prog: str = "recordpatch", command=None) -> int:
     return 0
 
 
+@functools.lru_cache(maxsize=None)
+def _app_command():
+    """The click command typer builds from ``app`` (once per process: it builds a pydantic
+    adapter per parameter, ~20 ms a time in a process that runs many command lines)."""
+    return typer.main.get_command(app)
+
+
+@functools.lru_cache(maxsize=None)
 def record_command():
     """The `record` command alone (scripts/recordmcount's slow path)."""
     one = typer.Typer(add_completion=False, pretty_exceptions_enable=False,

@@ -185,6 +185,13 @@ def words(text: bytes, endian: str):
     return _reader(text, endian, "I")
 
 
+def move_at_ra_before(word, offset: int) -> bool:
+    """A `move at,ra` within JAL_WINDOW words before ``offset``: what GCC puts before the
+    `jal _mcount` of a kernel call site (record's classify and audit's linked images)."""
+    return any(is_move_at_ra(p) for p in map(word, range(offset - 4, offset - 4 * JAL_WINDOW - 1,
+                                                         -4)) if p is not None)
+
+
 def long_call_jalr(word, lo: int) -> tuple[int, bool]:
     """GCC's long call after its `addiu v1,v1,%lo(_mcount)` at ``lo``: (offset of the
     `jalr v1` within LONG_CALL_WINDOW words, -1 if none; whether a `move at,ra` came
@@ -216,8 +223,7 @@ def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
     if rtype == R_MIPS_26:
         if not is_jal(w):
             return Verdict(False, "", f"R_MIPS_26 on {w:#010x}, which is not a jal")
-        prior = [word(offset - 4 * k) for k in range(1, JAL_WINDOW + 1)]
-        if not any(p is not None and is_move_at_ra(p) for p in prior):
+        if not move_at_ra_before(word, offset):
             return Verdict(True, KIND_JAL, "jal _mcount without a preceding move at,ra")
         return Verdict(True, KIND_JAL, "")
     if rtype == R_MIPS_HI16:

@@ -568,8 +568,7 @@ def _linked_state(word, off: int, pc: int, bits: int, mcount, callers, flag: int
     w = word(off)
     if w is None:
         return ""
-    prev = [word(off - 4 * k) for k in range(1, mips.JAL_WINDOW + 1)]
-    after_move = any(p is not None and mips.is_move_at_ra(p) for p in prev)
+    after_move = mips.move_at_ra_before(word, off)
     if mips.is_jal(w):
         tgt = mips.jal_target(w, pc, bits)
         if mcount is not None and tgt == mcount:
@@ -593,7 +592,7 @@ def _linked_state(word, off: int, pc: int, bits: int, mcount, callers, flag: int
             return "b 1f (disabled)"
         return ""
     if w == mips.NOP:
-        p1 = prev[0]
+        p1 = word(off - 4)
         if after_move and not (p1 is not None and (mips.is_jal(p1) or mips.is_jalr_ra(p1, mips.REG_V1))):
             return "nop (disabled)"
         run = 0
