@@ -1,8 +1,7 @@
-"""Diagnostics: what a pass found, rendered objtool-style for people and as dicts for JSON."""
+"""Findings: what a pass found, as data. Each carries its kind, decided where it was
+found (never recovered from the message text), and its location as fields."""
 
 from __future__ import annotations
-
-import sys
 
 from .tuples import named
 
@@ -18,23 +17,29 @@ def one_line(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
-class Diagnostic(named("Diagnostic", "level message where", defaults=("",))):
+class Finding(named("Finding", "level kind message section offset function func_offset",
+                    defaults=("", None, "", None))):
+    """level: ERROR / WARNING / NOTE; kind: a short tag ("pad-size", "pr99217", ...)
+    that callers branch on; section/offset: where in the file (a table slot, a code
+    address), function/func_offset: the function it is in or about (func_offset None: the
+    finding is about the function as a whole)."""
     __slots__ = ()
-    # level: ERROR / WARNING / NOTE
-    # where: "func+0x12" or ".text+0x24"; empty for whole-file messages
+
+    @property
+    def where(self) -> str:
+        """The location as text: ``section+0x24``, else ``func+0x12``, else ''."""
+        if self.section:
+            return self.section if self.offset is None else f"{self.section}+{self.offset:#x}"
+        if self.function:
+            return (self.function if not self.func_offset else
+                    f"{self.function}+{self.func_offset:#x}")
+        return ""
 
     def render(self, path: str) -> str:
         loc = f"{self.where}: " if self.where else ""
         return one_line(f"{path}: {self.level}: recordpatch: {loc}{self.message}")
 
     def as_dict(self) -> dict:
-        return {"level": self.level, "where": self.where, "message": self.message}
-
-
-def emit(path: str, diags, stream=None, min_level: str = NOTE) -> None:
-    """Print diagnostics on stderr; notes only when asked for (min_level=NOTE)."""
-    stream = stream or sys.stderr
-    order = {ERROR: 0, WARNING: 1, NOTE: 2}
-    for d in diags:
-        if order[d.level] <= order[min_level]:
-            print(d.render(path), file=stream)
+        return {"level": self.level, "kind": self.kind, "where": self.where,
+                "section": self.section, "offset": self.offset, "function": self.function,
+                "func_offset": self.func_offset, "message": self.message}

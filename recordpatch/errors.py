@@ -1,7 +1,9 @@
 """Error types and the exit codes they map to.
 
-Every failure a user can cause is one of these; the CLI turns it into a single
-``FILE: error: recordpatch: message`` line. Anything else is a bug.
+Every failure a user can cause is one of these: a pass turns a RecordpatchError into that
+file's error finding, render.py prints it as one ``FILE: error: recordpatch: message`` line;
+a UsageError (a pass's own check of its options) is one line and exit 2. Anything else is a
+bug.
 """
 
 EXIT_OK = 0

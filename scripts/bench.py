@@ -6,6 +6,7 @@
   B3  a large `ld -r` object (a kernel vmlinux.o with its table stripped, if given)
   B4  (P4) `recordpatch audit` of a directory: every fixture object plus the kernel corpus
       (KBUILD_WORK/corpus-mipsel, if present), recorded copies; files/s
+  B5  the typed face's start-up: `recordpatch audit --help` (typer), median of N runs
 
 Every run works on a fresh copy (recording is in place), written outside the timed
 region just before the run; B1 and B3 interleave the two tools run by run. Prints a
@@ -152,6 +153,7 @@ def main() -> int:
     import compileall
     compileall.compile_dir(str(ROOT / "recordpatch"), quiet=1)
     rows = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="rp-bench-") as td:
         tmp = Path(td)
         o, r = single(a.small, a.runs, tmp)
@@ -191,14 +193,22 @@ def main() -> int:
         b4 = (f"| B4 (P4) `recordpatch audit` of a tree, one process | {n} recorded copies: "
               f"fixture objects{extra} | {dt * 1000:.1f} ms ({n / dt:.0f} files/s) | — | — | "
               "files/s |")
+        helps = []
+        for _ in range(a.runs):
+            helps.append(timed(ours_cmd() + ["audit", "--help"]))
+        b5 = (f"| B5 `recordpatch audit --help`: typer's face, fresh process (median of "
+              f"{a.runs}) | — | {statistics.median(helps) * 1000:.1f} ms | — | — | (reported) |")
+    load = " / ".join(f"{x:.2f}" for x in load_before + os.getloadavg())
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-             f"{platform.python_version()}; reference: {REF}", "",
+             f"{platform.python_version()}; reference: {REF}",
+             f"Load average (1, 5, 15 min) before / after: {load}", "",
              "| benchmark | input | recordpatch | recordmcount | ratio | target |",
              "|---|---|---:|---:|---:|---|"]
     for name, inp, o, r, target in rows:
         lines.append(f"| {name} | {inp} | {o * 1000:.1f} ms | {r * 1000:.1f} ms | "
                      f"{o / r:.2f}x | {target} |")
     lines.append(b4)
+    lines.append(b5)
     text = "\n".join(lines)
     print(text)
     if a.out:

@@ -154,7 +154,7 @@ def test_zstd_both_ways(tmp_path, monkeypatch):
     the `zstandard` module and, without it, through the `zstd` program; with neither,
     one error naming both."""
     from recordpatch.errors import RecordpatchError
-    from recordpatch.passes.audit import decompress
+    from recordpatch.passes.pipeline import decompress
     zstd = shutil.which("zstd")
     need("zstd (Debian package zstd)", zstd is not None)
     need_module("zstandard")
@@ -336,7 +336,7 @@ def test_json_schema_and_jobs(tmp_path):
     r2, j2 = audit_json("-j", "2", d)
     assert r1.returncode == r2.returncode == 1
     assert j1 == j2
-    assert j1["schema"] == 1 and set(j1["summary"]) >= {"files", "clean", "findings", "errors",
+    assert j1["schema"] == "recordpatch/audit/1" and set(j1["summary"]) >= {"files", "clean", "findings", "errors",
                                                         "entries"}
     keys = {"path", "status", "elf_type", "abi", "endian", "compiler", "entries", "tables",
             "sections", "states", "defects", "trampoline", "findings"}
@@ -345,7 +345,8 @@ def test_json_schema_and_jobs(tmp_path):
         assert f["status"] in ("clean", "findings")
         assert sum(f["tables"].values()) == f["entries"]
         for x in f["findings"]:
-            assert set(x) == {"kind", "level", "where", "message"}
+            assert set(x) == {"kind", "level", "where", "message", "section", "offset",
+                              "function", "func_offset"}
     assert j1["summary"]["files"] == len(j1["files"])
 
 
@@ -388,12 +389,13 @@ def test_module_site_states():
     assert state(0) == ""                                     # lui/addiu v1 without jalr v1
 
 
-def _run_on_pty(args: list[str]) -> tuple[int, str]:
+def _run_on_pty(args: list[str], columns: int = 160, **env_extra) -> tuple[int, str]:
     """Run with stdout and stderr on a pseudo-terminal, as a person at a terminal would."""
     import pty
     import select
     master, slave = pty.openpty()
-    env = dict(os.environ, COLUMNS="160", TERM="xterm")
+    env = dict(os.environ, COLUMNS=str(columns), TERM="xterm", **env_extra)
+    env.pop("NO_COLOR", None) if "NO_COLOR" not in env_extra else None
     p = subprocess.Popen([sys.executable, "-m", "recordpatch", *args], stdout=slave,
                          stderr=slave, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
     os.close(slave)
@@ -487,3 +489,35 @@ def test_patchable_counts_and_pr99217_against_pyelftools(fx, nops, micro):
     assert sorted((x["where"], x["kind"]) for x in pr) == sorted((w, "defect") for w in late.values())
     assert all(f"{name}'s pad" in x["message"] for x in pr for name in late
                if late[name] == x["where"])
+
+
+def test_finding_kind_is_data_not_message_text():
+    """testdata/src/pfe_setmode.c: set_mode (MIPS32 code, its name holding "mode") asks for
+    a 2-nop pad in an object of 3-nop pads. Audit once classified findings by searching
+    their text, and "pad of set_mode ... has 2 nops" became the microMIPS-pad-ISA defect.
+    Oracles: objdump (the nops before set_mode; the pad size of the others) and readelf
+    (set_mode carries no STO_MICROMIPS)."""
+    obj = FIXTURES / "mipsel" / "pfe3" / "pfe_setmode.o"
+    dis = subprocess.run([cross("mipsel", "objdump"), "-d", "-z", str(obj)], capture_output=True,
+                         text=True, check=True).stdout
+    words = [(int(a, 16), w) for a, w in re.findall(r"^\s+([0-9a-f]+):\s+([0-9a-f]{8})\s", dis, re.M)]
+    start = {n: int(a, 16) for a, n in re.findall(r"^([0-9a-f]+) <(\w+)>:", dis, re.M)}
+
+    def nops_before(addr):
+        n = 0
+        while (addr - 4 * (n + 1), "00000000") in words:
+            n += 1
+        return n
+    assert nops_before(start["set_mode"]) == 2 and nops_before(start["get_mode"]) == 3
+    syms = subprocess.run([cross("mipsel", "readelf"), "-sW", str(obj)], capture_output=True,
+                          text=True, check=True).stdout
+    line = next(ln for ln in syms.splitlines() if ln.endswith(" set_mode"))
+    assert "MICROMIPS" not in line
+    r, js = audit_json(obj)
+    f = js["files"][0]
+    assert "microMIPS-pad-ISA" not in [d["id"] for d in f["defects"]]
+    mine = [x for x in f["findings"] if x["function"] == "set_mode"]
+    assert any("has 2 nops, expected 3" in x["message"] for x in mine)
+    assert {x["kind"] for x in mine} == {"bad-target"}
+    assert {d["id"] for d in f["defects"]} == {"PR99217"}
+    assert set(f["defects"][0]["functions"]) == set(start) - {"set_mode"}

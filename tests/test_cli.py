@@ -100,7 +100,7 @@ def test_json_output(obj):
     assert f["status"] == "dry-run" and f["abi"] == "o32" and f["reloc"] == "REL"
     assert f["sites"] == len(f["entries"]) > 0
     e = f["entries"][0]
-    assert set(e) == {"section", "offset", "kind", "function", "symbol", "addend"}
+    assert set(e) == {"section", "offset", "kind", "function", "func_offset", "symbol", "addend"}
     r = run_ours("record", "--json", obj)
     assert json.loads(r.stdout)["files"][0]["status"] == "recorded"
     r = run_ours("record", "--json", obj)

@@ -175,7 +175,6 @@ def test_nop_run_micromips(endian):
     assert mips.nop_run(h(nop16, nop16), -2, endian, True) == [0]
     assert mips.nop_run(h(nop16, nop16), 0, endian, True) == [0, 2, 4]        # ends on a nop16
     assert mips.nop_run(h(nop16, 0), 0, endian, True) == [0, 2]               # half a nop32 at the end
-    assert mips.pad_size(3, True) == 6 and mips.pad_size(3, False) == 12
 
 
 @pytest.mark.parametrize("word,r6,ok", [
@@ -241,7 +240,6 @@ def test_rel_addends_as_gas_writes_them(target, tmp_path):
         blank = mips.rel_with_addend(t, w, 0)
         assert mips.rel_with_addend(t, blank, addend) == w, (src, hex(w))
         assert blank != w
-    assert mips.hi_lo(0x12348000) == (0x1235, 0x8000) and mips.hi_lo(0x12347FFF) == (0x1234, 0x7FFF)
     assert mips.rel_addend(18, 0) is None
     with pytest.raises(ValueError):
         mips.rel_with_addend(18, 0, 0)
@@ -269,9 +267,9 @@ def test_small_predicates():
     assert mips.is_addiu_self(0x24210010, 1) and mips.is_addiu_self(0x64210010, 1)  # (d)addiu at,at
     assert not mips.is_addiu_self(0x24010010, 1)      # addiu at,zero
     assert not mips.is_addiu_self(0x34210010, 1)      # ori at,at
-    assert mips.is_lui_any(0x3C018011, 1) and not mips.is_lui_any(0x3C038011, 1)
-    assert not mips.is_lui_any(0x24010001, 1)         # addiu at,zero,1
-    assert not mips.is_lui_any(0x3C218011, 1)         # rs != 0
+    assert mips.is_lui(0x3C018011, 1) and not mips.is_lui(0x3C038011, 1)
+    assert not mips.is_lui(0x24010001, 1)         # addiu at,zero,1
+    assert not mips.is_lui(0x3C218011, 1)         # rs != 0
     for n, ok in ((0, False), (1, True), (4, True), (8, True), (9, False)):
         assert mips.is_b_1f(0x10000000 | n) is ok     # beq zero,zero,n
     assert not mips.is_b_1f(0x10010004) and not mips.is_b_1f(0x24000004)

@@ -343,7 +343,7 @@ def test_probe_cc_installed_gcc(tmp_path):
     comment, pr99217 = _pad_before_label(cc, tmp_path)
     r = run_ours("probe-cc", "--json", cc, *FLAGS, "-fpatchable-function-entry=3")
     assert r.returncode == (1 if pr99217 else 0), r.stderr
-    rep = json.loads(r.stdout)
+    rep = json.loads(r.stdout)["files"][0]
     ids = {d["id"]: d for d in rep["defects"]}
     assert ("PR99217" in ids) == pr99217 and rep["usable"] == (not pr99217)
     if pr99217:
@@ -367,7 +367,7 @@ def test_probe_cc_pr93242_and_usable(tmp_path):
                    "character is \\`%'\" >&2\nexit 1\n")
     old.chmod(0o755)
     r = run_ours("probe-cc", "--json", old, *FLAGS)
-    rep = json.loads(r.stdout)
+    rep = json.loads(r.stdout)["files"][0]
     assert r.returncode == 1 and rep["defects"][0]["id"] == "PR93242" and not rep["usable"]
     cc = cross("mipsel", "gcc")
     fixed = tmp_path / "fixed-gcc"

@@ -120,6 +120,7 @@ def test_pg_nop_and_back(target, v, kind, tmp_path):
     r = rp("patch", "-v", src, "-o", tmp_path / "n", "--state", "nop")
     assert r.returncode == 0, r.stderr
     assert f"{kind}: call -> nop" in r.stdout
+    assert "flag register" not in r.stdout and "trampoline" not in r.stdout  # pads only
     assert qemu(target, tmp_path / "n") == PG_OUT["nop"]   # stack intact: o32 slot nopped too
     r = rp("patch", tmp_path / "n", "-o", tmp_path / "c", "--state", "call")
     assert r.returncode == 0, r.stderr
@@ -192,7 +193,7 @@ def test_unexpected_words_reported_per_site_nothing_written(tmp_path):
     r = rp("patch", bad, "-o", o, "--state", "call")
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
-    assert any(ln.startswith(f"{bad}: error: recordpatch: fb (") and "unexpected words" in ln
+    assert any(ln.startswith(f"{bad}: error: recordpatch: fb: ") and "unexpected words" in ln
                and "li v0,1" in ln for ln in lines), r.stderr
     assert "1 of 3 sites" in lines[-1] and "nothing written" in lines[-1]
     assert not o.exists() and "Traceback" not in r.stderr
@@ -207,8 +208,14 @@ def test_other_flag_register_and_refusals(tmp_path):
     assert r.returncode == 1 and "unexpected words" in r.stderr
     r = rp("patch", tmp_path / "o", "-o", tmp_path / "o2", "--state", "nop", "--flag-reg", "$13")
     assert r.returncode == 0 and (tmp_path / "o2").read_bytes() == src.read_bytes()
+    # usage errors (issue 13: exit 2, as in verify): a flag register that breaks the call, an
+    # unknown register, redirect without B'
     r = rp("patch", src, "-o", tmp_path / "o", "--state", "call", "--flag-reg", "a0")
-    assert r.returncode == 1 and "cannot be the flag register" in r.stderr
+    assert r.returncode == 2 and "a0, an argument register on n64" in r.stderr
+    r = rp("patch", src, "-o", tmp_path / "o", "--state", "call", "--flag-reg", "ra")
+    assert r.returncode == 2 and "cannot be the flag register" in r.stderr
+    r = rp("patch", src, "-o", tmp_path / "o", "--state", "call", "--flag-reg", "q9")
+    assert r.returncode == 2 and "unknown register 'q9'" in r.stderr
     # trampoline not 64 KiB aligned
     r = rp("patch", src, "-o", tmp_path / "o3", "--state", "init", "--trampoline", "fb_prime")
     assert r.returncode == 1 and "65536-byte aligned" in r.stderr and not (tmp_path / "o3").exists()
@@ -216,7 +223,7 @@ def test_other_flag_register_and_refusals(tmp_path):
     assert r.returncode == 1 and "not 64 KiB aligned" in r.stderr
     # redirect needs B' and a 4-word pad
     r = rp("patch", src, "-o", tmp_path / "o3", "--state", "redirect")
-    assert r.returncode == 1 and "--target" in r.stderr
+    assert r.returncode == 2 and "--target" in r.stderr
     r = rp("patch", src, "-o", tmp_path / "o3", "--state", "redirect", "--target", "fb_prime")
     assert r.returncode == 1 and "unexpected words" in r.stderr  # the 4th word is the body
     r = rp("patch", src, "-o", tmp_path / "o3", "--state", "call", "--only", "nosuch")
@@ -230,7 +237,7 @@ def test_other_flag_register_and_refusals(tmp_path):
 def test_only_and_except(tmp_path):
     src = prog("mipsel", "3", tmp_path)
     r = rp("patch", src, "-o", tmp_path / "a", "--state", "call", "--only", "fa")
-    assert r.returncode == 0 and "1 sites" in r.stdout
+    assert r.returncode == 0 and ": 1 site to call" in r.stdout   # not "1 sites" (issue 13)
     assert qemu("mipsel", tmp_path / "a") == out(6, 6)
     r = rp("patch", src, "-o", tmp_path / "b", "--state", "call", "--except", "fa")
     assert r.returncode == 0 and "2 sites" in r.stdout

@@ -217,10 +217,10 @@ def test_check_trampoline_section_out_of_range(tmp_path, target):
     for args in (["check"], ["check", "--json"]):
         rc, out, err = run_cli(*args, f)
         one_error(rc, err, f, "out of range")
-    assert json.loads(out)["files"][0]["diagnostics"]
+    assert json.loads(out)["files"][0]["findings"]
 
 
-# ------------------------------------------------------------------ patchable.raw_entries
+# ------------------------------------------------------------------ tables.relocatable_entries
 def test_patchable_table_without_contents(tmp_path):
     """Fuzz 6:1615 (mipsel/pfe-mm/pfe_isa.o, __patchable_function_entries made
     SHT_NOBITS): struct.error reading the entries' words from an empty section."""
@@ -274,19 +274,19 @@ def test_audit_decompression_bomb(tmp_path, monkeypatch, kind):
     decompressed whole: MemoryError under a 1 GiB bound ("out of memory"), minutes and
     gigabytes without one. Now at most max(256 MiB, 64x the file) is inflated (here the
     floor is lowered to keep the test small: 64 MiB of zeros against a 4 MiB limit)."""
-    from recordpatch.passes import audit
-    monkeypatch.setattr(audit, "DECOMPRESS_MIN_LIMIT", 4 << 20)
+    from recordpatch.passes import audit, pipeline
+    monkeypatch.setattr(pipeline, "DECOMPRESS_MIN_LIMIT", 4 << 20)
     f = tmp_path / f"bomb.ko.{kind}"
     f.write_bytes(_bombs()[kind])
     res = audit.audit_file(str(f))
-    assert res["status"] == "error" and "expands to more than 4 MiB" in res["error"], res
+    assert res.status == "error" and "expands to more than 4 MiB" in res.data["error"], res
 
 
 @pytest.mark.parametrize("kind", ["xz", "gz"])
 def test_audit_compressed_module_still_reads(tmp_path, kind):
     """The bounded decompression keeps what worked: several concatenated streams/members,
     and a truncated stream is one clear error."""
-    from recordpatch.passes import audit
+    from recordpatch.passes import pipeline as audit
     ko = (FIXTURES / "mipsel/module/module.ko").read_bytes()
     if kind == "xz":
         one = lzma.compress(ko)

@@ -360,7 +360,7 @@ def test_lock_held_too_long(tmp_path, monkeypatch):
         assert 0.25 < time.monotonic() - t < 5
     finally:
         os.close(fd)
-    assert r.status == "error" and "held a lock" in r.diagnostics[0].message
+    assert r.status == "error" and "held a lock" in r.findings[0].message
     assert f.read_bytes() == orig
     assert pipeline.record_one(str(f), dry_run=True).status == "dry-run"  # reads never lock
 

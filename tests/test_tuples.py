@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from recordpatch.passes.pipeline import FileResult
+from recordpatch.results import FileReport
 from recordpatch.tuples import named
 
 Point = named("Point", "x y z", defaults=(0,))
@@ -52,7 +52,7 @@ def test_replace_rejects_unknown_fields():
 
 def test_pickles_by_module_and_name():
     """multiprocessing (-j) sends results back pickled."""
-    r = FileResult("a.o", "recorded", [], {"sites": 3})
+    r = FileReport("a.o", "recorded", [], {"sites": 3})
     back = pickle.loads(pickle.dumps(r))
-    assert back == r and type(back) is FileResult
+    assert back == r and type(back) is FileReport
     assert pickle.loads(pickle.dumps(Point(1, 2))) == Point(1, 2)

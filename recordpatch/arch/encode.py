@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..errors import RecordpatchError
 from ..tuples import named
 
-REG_ZERO, REG_AT, REG_V1, REG_SP, REG_RA = 0, 1, 3, 29, 31
+from .mips import REG_AT, REG_RA, REG_SP, REG_V1, REG_ZERO, sext  # noqa: F401 (E.REG_*)
 
 #: Register names by ABI (index = number). o32 $8-$15 are t0-t7; n64 $8-$11 are a4-a7, $12-$15 t0-t3.
 _COMMON = {0: "zero", 1: "at", 2: "v0", 3: "v1", 4: "a0", 5: "a1", 6: "a2", 7: "a3",
@@ -35,6 +35,36 @@ SCRATCH_REGS = {"o32": frozenset({1, 2, 3, *range(8, 16), 24}),
 def flag_reg_default(abi: str) -> int:
     """The ABI's own t0: $8 on o32, $12 on n64."""
     return 8 if abi == "o32" else 12
+
+
+def pretty_word(w: int, pc: int, t) -> str:
+    """The word at ``pc`` in the ABI's register names (capstone names $12 t4 even on n64),
+    or '' when the decoder here does not know it."""
+    i = decode(w, pc, t)
+    return i.pretty(t.abi) if i else ""
+
+
+def flag_reg(text: str | None, abi: str) -> int:
+    """The register a pad's `li` sets (the design's flag; text as --flag-reg gives it, None:
+    the ABI's t0). Never zero (`li` would be lost), at (the pad's own address register), sp
+    or ra (the call needs them): RecordpatchError. An argument register is legal but
+    breaks the traced function: :func:`flag_reg_hazard`."""
+    if text is None:
+        return flag_reg_default(abi)
+    r = parse_reg(text, abi)
+    if r in (REG_ZERO, REG_AT, REG_SP, REG_RA):
+        raise RecordpatchError(f"${r} ({reg_name(abi, r)}) cannot be the flag register: the "
+                               "pad needs it")
+    return r
+
+
+def flag_reg_hazard(r: int, abi: str) -> str:
+    """Why a pad writing ``r`` would break the traced function, or '': an argument register
+    holds an argument at the function's entry."""
+    if r in ARG_REGS[abi]:
+        return (f"flag register ${r} is {reg_name(abi, r)}, an argument register on {abi}: "
+                "the pad overwrites an argument")
+    return ""
 
 
 def reg_name(abi: str, r: int) -> str:
@@ -81,42 +111,34 @@ class Insn(named("Insn", "op args")):
     """
     __slots__ = ()
 
+    def _spell(self, reg, sep: str) -> str:
+        """The instruction with registers spelt by ``reg`` and operands joined by ``sep``."""
+        op, a = self.op, self.args
+        if op == "nop":
+            return "nop"
+        if op in ("jal", "j", "b"):
+            return f"{op} {a[0]:#x}"
+        if op == "lui":
+            ops = [reg(a[0]), f"{a[1]:#x}"]
+        elif op in ("addiu", "daddiu"):
+            ops = [reg(a[0]), reg(a[1]), str(a[2])]
+        elif op == "li":
+            ops = [reg(a[0]), str(a[1])]
+        elif op in ("move", "jalr"):
+            ops = [reg(a[0]), reg(a[1])]
+        elif op == "jr":
+            ops = [reg(a[0])]
+        else:
+            raise RecordpatchError(f"unknown instruction {op}")
+        return f"{op} {sep.join(ops)}"
+
     def text(self, abi: str = "o32") -> str:
         """Assembler text with numeric registers (what keystone and GNU as read)."""
-        a = self.args
-        if self.op == "nop":
-            return "nop"
-        if self.op == "lui":
-            return f"lui ${a[0]}, {a[1]:#x}"
-        if self.op in ("addiu", "daddiu"):
-            return f"{self.op} ${a[0]}, ${a[1]}, {a[2]}"
-        if self.op == "li":
-            return f"li ${a[0]}, {a[1]}"
-        if self.op == "move":
-            return f"move ${a[0]}, ${a[1]}"
-        if self.op == "jalr":
-            return f"jalr ${a[0]}, ${a[1]}"
-        if self.op == "jr":
-            return f"jr ${a[0]}"
-        if self.op in ("jal", "j", "b"):
-            return f"{self.op} {a[0]:#x}"
-        raise RecordpatchError(f"unknown instruction {self.op}")
+        return self._spell("${}".format, ", ")
 
     def pretty(self, abi: str) -> str:
         """Text with the ABI's register names (for people)."""
-        n = REG_NAMES[abi]
-        a = self.args
-        if self.op in ("lui",):
-            return f"lui {n[a[0]]},{a[1]:#x}"
-        if self.op in ("addiu", "daddiu"):
-            return f"{self.op} {n[a[0]]},{n[a[1]]},{a[2]}"
-        if self.op == "li":
-            return f"li {n[a[0]]},{a[1]}"
-        if self.op in ("move", "jalr"):
-            return f"{self.op} {n[a[0]]},{n[a[1]]}"
-        if self.op == "jr":
-            return f"jr {n[a[0]]}"
-        return self.text(abi)
+        return self._spell(REG_NAMES[abi].__getitem__, ",")
 
 
 def nop():
@@ -263,11 +285,6 @@ def hand_encode(insn: Insn, pc: int, t: Target) -> int:
 
 
 # ---------------------------------------------------------------- hi/lo halves
-def sext(v: int, bits: int) -> int:
-    v &= (1 << bits) - 1
-    return v - (1 << bits) if v >> (bits - 1) else v
-
-
 def hi_lo(addr: int, t: Target) -> tuple[int, int]:
     """%hi/%lo of an address loadable with lui + (d)addiu: (hi16, signed lo16).
 

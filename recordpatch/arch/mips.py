@@ -107,7 +107,7 @@ OP_SPECIAL, OP_J, OP_JAL, OP_BEQ, OP_ADDIU, OP_ORI, OP_LUI, OP_DADDIU = 0, 2, 3,
 #: when off = 0), compact jumps with no delay slot (pre-R6, the same opcodes are LDC2/SDC2).
 OP_POP66, OP_POP76 = 54, 62
 FN_SLL, FN_JR, FN_JALR, FN_OR, FN_ADDU, FN_DADDU, FN_DSLL, FN_DSLL32 = 0, 8, 9, 37, 33, 45, 56, 60
-REG_ZERO, REG_AT, REG_V1, REG_RA = 0, 1, 3, 31
+REG_ZERO, REG_AT, REG_V1, REG_SP, REG_RA = 0, 1, 3, 29, 31
 
 NOP = 0x00000000
 
@@ -185,6 +185,29 @@ def words(text: bytes, endian: str):
     return _reader(text, endian, "I")
 
 
+def move_at_ra_before(word, offset: int) -> bool:
+    """A `move at,ra` within JAL_WINDOW words before ``offset``: what GCC puts before the
+    `jal _mcount` of a kernel call site (record's classify and audit's linked images)."""
+    return any(is_move_at_ra(p) for p in map(word, range(offset - 4, offset - 4 * JAL_WINDOW - 1,
+                                                         -4)) if p is not None)
+
+
+def long_call_jalr(word, lo: int) -> tuple[int, bool]:
+    """GCC's long call after its `addiu v1,v1,%lo(_mcount)` at ``lo``: (offset of the
+    `jalr v1` within LONG_CALL_WINDOW words, -1 if none; whether a `move at,ra` came
+    first). The one recogniser of that shape: record (relocatable) and audit (linked)."""
+    seen_move = False
+    for k in range(1, LONG_CALL_WINDOW + 1):
+        wk = word(lo + 4 * k)
+        if wk is None:
+            break
+        if is_move_at_ra(wk):
+            seen_move = True
+        elif is_jalr_ra(wk, REG_V1):
+            return lo + 4 * k, seen_move
+    return -1, seen_move
+
+
 def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
     """Decide whether the relocation of type ``rtype`` at ``offset`` is a `-pg` call.
 
@@ -200,8 +223,7 @@ def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
     if rtype == R_MIPS_26:
         if not is_jal(w):
             return Verdict(False, "", f"R_MIPS_26 on {w:#010x}, which is not a jal")
-        prior = [word(offset - 4 * k) for k in range(1, JAL_WINDOW + 1)]
-        if not any(p is not None and is_move_at_ra(p) for p in prior):
+        if not move_at_ra_before(word, offset):
             return Verdict(True, KIND_JAL, "jal _mcount without a preceding move at,ra")
         return Verdict(True, KIND_JAL, "")
     if rtype == R_MIPS_HI16:
@@ -211,18 +233,13 @@ def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
         w2 = word(lo)
         if w2 is None or not is_addiu_self(w2, REG_V1) or lo not in lo16_offsets:
             return Verdict(False, "", "address load of _mcount (lui without addiu v1,%lo(_mcount))")
-        seen_move = False
-        for k in range(1, LONG_CALL_WINDOW + 1):
-            wk = word(lo + 4 * k)
-            if wk is None:
-                break
-            if is_move_at_ra(wk):
-                seen_move = True
-            elif is_jalr_ra(wk, REG_V1):
-                if not seen_move:
-                    return Verdict(True, KIND_LONG, "jalr v1 to _mcount without move at,ra", lo)
-                return Verdict(True, KIND_LONG, "", lo)
-        return Verdict(False, "", "address load of _mcount (lui/addiu v1 not followed by jalr v1)")
+        at, seen_move = long_call_jalr(word, lo)
+        if at < 0:
+            return Verdict(False, "", "address load of _mcount (lui/addiu v1 not followed by "
+                           "jalr v1)")
+        if not seen_move:
+            return Verdict(True, KIND_LONG, "jalr v1 to _mcount without move at,ra", lo)
+        return Verdict(True, KIND_LONG, "", lo)
     if rtype == R_MIPS_LO16:
         return Verdict(False, "", "%lo half of an _mcount address")
     return Verdict(False, "", f"{reloc_name(rtype)} reference to _mcount")
@@ -366,11 +383,6 @@ def is_micromips_sym(other: int) -> bool:
     return other & STO_MIPS_ISA == STO_MICROMIPS and other != STO_MIPS16
 
 
-def is_nop(w: int) -> bool:
-    """The pad instruction: `nop` (sll zero,zero,0). ssnop/ehb are not pad nops."""
-    return w == NOP
-
-
 def nop_run(text: bytes, offset: int, endian: str, micro: bool, limit: int = 64) -> list[int]:
     """Offsets (relative to ``offset``) of the consecutive nops starting at ``offset``,
     plus, as the last element, the end of the run; so ``len(result) - 1`` nops.
@@ -407,19 +419,16 @@ def nop_run(text: bytes, offset: int, endian: str, micro: bool, limit: int = 64)
     return out
 
 
-def pad_size(n: int, micro: bool) -> int:
-    """Bytes of an n-nop pad as GCC emits it (nop16 in microMIPS mode)."""
-    return n * (2 if micro else 4)
-
-
 #: PC-relative relocation types: the place referenced is S + A + 4 (the branch's
 #: offset counts from the delay slot / next instruction), so a call to S has A = -4.
 R_MIPS_PC21_S2 = 60
 PC_RELATIVE = frozenset({R_MIPS_PC16, R_MIPS_PC21_S2, R_MIPS_PC26_S2})
 
 
-def _sext(v: int, bits: int) -> int:
-    return v - (1 << bits) if v & (1 << (bits - 1)) else v
+def sext(v: int, bits: int) -> int:
+    """The low ``bits`` bits of ``v`` as a two's complement number."""
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
 
 
 def rel_addend(rtype: int, w: int) -> int | None:
@@ -433,11 +442,11 @@ def rel_addend(rtype: int, w: int) -> int | None:
     if rtype == R_MICROMIPS_26_S1:
         return (w & 0x3FFFFFF) << 1
     if rtype == R_MIPS_PC16:
-        return _sext(w & 0xFFFF, 16) << 2
+        return sext(w, 16) << 2
     if rtype == R_MIPS_PC21_S2:
-        return _sext(w & 0x1FFFFF, 21) << 2
+        return sext(w, 21) << 2
     if rtype == R_MIPS_PC26_S2:
-        return _sext(w & 0x3FFFFFF, 26) << 2
+        return sext(w, 26) << 2
     if rtype in (R_MIPS_HI16, R_MIPS_LO16):
         return w & 0xFFFF
     return None
@@ -462,11 +471,6 @@ def rel_with_addend(rtype: int, w: int, addend: int) -> int:
     raise ValueError(rtype)
 
 
-def hi_lo(value: int) -> tuple[int, int]:
-    """The %hi and %lo halves of ``value`` (the %hi carries the %lo's sign)."""
-    return ((value + 0x8000) >> 16) & 0xFFFF, value & 0xFFFF
-
-
 # ---------------------------------------------------------------- patched states (audit)
 # What Linux's arch/mips/kernel/ftrace.c writes over a recorded site, and what the
 # patchable-entry design (DYNAMIC_FTRACE_WITH_REGS) writes over a pad. Pure predicates on
@@ -483,10 +487,6 @@ def is_b_1f(w: int) -> bool:
     """`b 1f` (beq zero,zero,+N, N of 1..8 words): ftrace_make_nop's INSN_B_1F over a
     module's long call (skips lui/addiu/move/jalr; 4 or 5 words with -mmcount-ra-address)."""
     return w >> 16 == OP_BEQ << 10 and 1 <= (w & 0xFFFF) <= 8
-
-
-def is_lui_any(w: int, reg: int) -> bool:
-    return op(w) == OP_LUI and rs(w) == 0 and rt(w) == reg
 
 
 def is_jalr_at_at(w: int) -> bool:
@@ -518,7 +518,7 @@ def pad_state(w0: int, w1: int | None, w2: int | None, flag_reg: int, r6: bool =
     """The design's patched pad states from its first three words, or '' if none:
     init (lui at; nop; li t0,0), call-regs (lui at; jalr at,at; li t0,0),
     call (... li t0,1), redirect (lui at; addiu at,at; jr at)."""
-    if not is_lui_any(w0, REG_AT) or w1 is None or w2 is None:
+    if not is_lui(w0, REG_AT) or w1 is None or w2 is None:
         return ""
     if is_addiu_self(w1, REG_AT) and is_jr(w2, REG_AT, r6):
         return "redirect"

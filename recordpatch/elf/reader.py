@@ -49,10 +49,15 @@ class Symbol(named("Symbol", "index name value size info other shndx raw_shndx")
         return self.info & 0xF
 
 
-# (ehdr fields after e_ident, shdr, sym) formats without the byte-order prefix.
-_EHDR = {32: "HHIIIIIHHHHHH", 64: "HHIQQQIHHHHHH"}
-_SHDR = {32: "IIIIIIIIII", 64: "IIQQQQIIQQ"}
-_SYM = {32: "IIIBBH", 64: "IBBHQQ"}
+# (ehdr fields after e_ident, shdr, sym) formats without the byte-order prefix: what this
+# reader unpacks and writer.py packs.
+EHDR_FMT = {32: "HHIIIIIHHHHHH", 64: "HHIQQQIHHHHHH"}
+SHDR_FMT = {32: "IIIIIIIIII", 64: "IIQQQQIIQQ"}
+SYM_FMT = {32: "IIIBBH", 64: "IBBHQQ"}   # Elf32: name value size info other shndx;
+#                                            Elf64: name info other shndx value size
+#: File offsets of e_shoff and e_shnum in the ELF header (16 + EHDR_FMT's fields before them).
+E_SHOFF = {32: 32, 64: 40}
+E_SHNUM = {32: 48, 64: 60}
 EHDR_SIZE = {32: 52, 64: 64}
 SHDR_SIZE = {32: 40, 64: 64}
 SYM_SIZE = {32: 16, 64: 24}
@@ -105,9 +110,9 @@ class ElfFile:
             raise ElfError(f"truncated: {len(data)} bytes, ELF header needs {ehsize}")
         (self.type, self.machine, self.version, self.entry, self.phoff, self.shoff,
          self.flags, self.ehsize, self.phentsize, self.phnum, self.shentsize,
-         e_shnum, e_shstrndx) = struct.unpack_from(self.endian + _EHDR[self.bits], data, 16)
-        self._shdr_struct = struct.Struct(self.endian + _SHDR[self.bits])
-        self._sym_struct = struct.Struct(self.endian + _SYM[self.bits])
+         e_shnum, e_shstrndx) = struct.unpack_from(self.endian + EHDR_FMT[self.bits], data, 16)
+        self._shdr_struct = struct.Struct(self.endian + SHDR_FMT[self.bits])
+        self._sym_struct = struct.Struct(self.endian + SYM_FMT[self.bits])
         self.e_shnum, self.e_shstrndx = e_shnum, e_shstrndx
         self.shnum = 0
         self.shstrndx = 0

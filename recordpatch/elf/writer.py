@@ -23,7 +23,7 @@ import struct
 from ..errors import RecordpatchError
 from ..tuples import named
 from . import consts as C
-from .reader import EHDR_SIZE, ElfFile
+from .reader import E_SHNUM, E_SHOFF, EHDR_SIZE, SHDR_FMT, SYM_FMT, ElfFile
 
 
 class NewRef(named("NewRef", "k")):
@@ -89,7 +89,7 @@ def append_sections(elf: ElfFile, new: list[NewSection],
     e = elf.endian
     bits = elf.bits
     align = elf.word
-    shdr = struct.Struct(e + ("IIIIIIIIII" if bits == 32 else "IIQQQQIIQQ"))
+    shdr = struct.Struct(e + SHDR_FMT[bits])
     old_n = elf.shnum
     new_n = old_n + len(new)
     shstr = elf.section(elf.shstrndx)
@@ -150,12 +150,8 @@ def append_sections(elf: ElfFile, new: list[NewSection],
     # ELF header: e_shoff, e_shnum (0 when it overflows into shdr[0].sh_size).
     ehsize = EHDR_SIZE[bits]
     ehdr = bytearray(data[:ehsize])
-    if bits == 32:
-        struct.pack_into(e + "I", ehdr, 32, new_shoff)
-        struct.pack_into(e + "H", ehdr, 48, 0 if overflow else new_n)
-    else:
-        struct.pack_into(e + "Q", ehdr, 40, new_shoff)
-        struct.pack_into(e + "H", ehdr, 60, 0 if overflow else new_n)
+    struct.pack_into(e + ("I" if bits == 32 else "Q"), ehdr, E_SHOFF[bits], new_shoff)
+    struct.pack_into(e + "H", ehdr, E_SHNUM[bits], 0 if overflow else new_n)
 
     # The dead old table, rewritten to equal the live copy (see module doc). The
     # unchanged stretches are views: a vmlinux.o is ~19 MB, not worth copying twice.
@@ -201,7 +197,9 @@ def write_atomic(path: str, chunks: list[bytes], mode: int | None = None,
                  expect: os.stat_result | None = None) -> None:
     """Write ``chunks`` to a temporary file beside ``path`` and rename it over ``path``.
 
-    A reader (or a crash) sees either the old file or the complete new one. If
+    A reader, or a process killed at any moment, sees either the old file or the complete
+    new one (nothing is fsync'ed: after a power failure the filesystem's own ordering
+    decides, as for the compiler's and the linker's outputs). If
     ``expect`` is given and ``path`` changed since it was read (size or mtime),
     nothing is replaced: another process got there first. The new file gets
     ``expect``'s owner and group when we may give them (root), as `sed -i` does.
@@ -298,12 +296,11 @@ def add_section_symbols(elf: ElfFile, sections: list[int]) -> list[bytes | memor
     k = len(sections)
     e = elf.endian
     xindex = [s >= C.SHN_LORESERVE for s in sections]
+    pack = struct.Struct(e + SYM_FMT[elf.bits]).pack
     if elf.bits == 32:   # st_name, st_value, st_size, st_info, st_other, st_shndx
-        pack = struct.Struct(e + "IIIBBH").pack
         syms = [pack(0, 0, 0, C.STT_SECTION, 0, C.SHN_XINDEX if x else s)
                 for s, x in zip(sections, xindex)]
     else:                # st_name, st_info, st_other, st_shndx, st_value, st_size
-        pack = struct.Struct(e + "IBBHQQ").pack
         syms = [pack(0, C.STT_SECTION, 0, C.SHN_XINDEX if x else s, 0, 0)
                 for s, x in zip(sections, xindex)]
     old = elf.section_data(st.section)

@@ -15,34 +15,36 @@ section by sh_addr) and the instructions there are decoded:
 
 Findings: entries pointing at anything else (with the instruction found), duplicates,
 entries outside executable sections, call sites without an entry, a table missing where
-calls exist, trampoline misalignment, known compiler defects. :func:`audit_file` returns a
-JSON-ready dict; :func:`run_audit` is the command.
+calls exist, trampoline misalignment, known compiler defects. :func:`audit_file` returns
+one file's results.FileReport; :func:`audit` the command's Report.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import subprocess
-import sys
 from collections import Counter
 
 from ..arch import mips
-from ..diag import one_line
+from ..diag import WARNING, Finding
 from ..elf import consts as C
-from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
+from ..errors import RecordpatchError, UsageError
+from ..results import FileReport, Report
 from ..tuples import named
+from .pipeline import read_image
+from .tables import MCOUNT as MCOUNT_TABLE
+from .tables import PFE as PFE_TABLE
+from .tables import linked_tables, relocatable_entries, words
 
-MCOUNT_TABLE = "__mcount_loc"
-PFE_TABLE = "__patchable_function_entries"
-TABLES = (MCOUNT_TABLE, PFE_TABLE)
 TRAMPOLINE = "ftrace_regs_caller"
 CALLERS = ("ftrace_caller", "ftrace_regs_caller")
-SCHEMA = 1
 
-#: Names a directory walk picks up (explicitly named files are audited whatever their name).
+#: Names a directory walk picks up (explicitly named files are audited whatever their name):
+#: objects and modules by suffix, kernel images by name: vmlinux, and what distributions and
+#: build scripts call their copies (vmlinux-6.1.0, vmlinux.elf, vmlinux.o). A non-ELF file
+#: among them (vmlinux.lds, vmlinux.a) is counted as skipped.
 SUFFIXES = (".o", ".ko", ".ko.xz", ".ko.zst", ".ko.gz")
-NAMES = ("vmlinux",)
+IMAGE_PREFIXES = ("vmlinux-", "vmlinux.")
 
 
 class _Skip(Exception):
@@ -51,84 +53,6 @@ class _Skip(Exception):
 
 
 # ---------------------------------------------------------------- input
-#: A decompressed image may be at most max(MIN_LIMIT, RATIO x the compressed size): a module
-#: with full debug info compresses ~5:1, a decompression bomb (kilobytes of xz or gzip
-#: that expand to gigabytes) far more; it is refused before the memory is spent.
-DECOMPRESS_MIN_LIMIT = 256 << 20
-DECOMPRESS_RATIO = 64
-
-
-def _too_big(kind: str, limit: int) -> RecordpatchError:
-    return RecordpatchError(f"cannot decompress ({kind}): expands to more than {limit >> 20} MiB "
-                            f"({DECOMPRESS_RATIO}x the file); refusing (a decompression bomb?)")
-
-
-def _inflate(kind: str, new, data: bytes, limit: int) -> bytes:
-    """Every concatenated stream/member of ``data`` through decompressor objects ``new()``
-    (lzma / zlib API: decompress(data, max_length), eof, unused_data), at most ``limit`` bytes."""
-    out, total, rest = [], 0, data
-    while rest:
-        d = new()
-        piece = d.decompress(rest, limit + 1 - total)
-        total += len(piece)
-        if total > limit:
-            raise _too_big(kind, limit)
-        if not d.eof:
-            raise RecordpatchError(f"cannot decompress ({kind}): compressed data ended before "
-                                   "the end-of-stream marker was reached")
-        out.append(piece)
-        rest = d.unused_data
-    return b"".join(out)
-
-
-def decompress(path: str, data: bytes) -> bytes:
-    """Decompress .xz/.zst/.gz images (by magic); other data is returned as is."""
-    limit = max(DECOMPRESS_MIN_LIMIT, DECOMPRESS_RATIO * len(data))
-    if data[:6] == b"\xfd7zXZ\x00":
-        import lzma
-        try:
-            return _inflate("xz", lzma.LZMADecompressor, data, limit)
-        except lzma.LZMAError as exc:
-            raise RecordpatchError(f"cannot decompress (xz): {exc}") from None
-    if data[:4] == b"\x28\xb5\x2f\xfd":
-        try:
-            import zstandard  # optional
-        except ImportError:
-            zstandard = None
-        if zstandard is not None:
-            try:
-                with zstandard.ZstdDecompressor().stream_reader(data) as r:
-                    out = r.read(limit + 1)
-            except zstandard.ZstdError as exc:
-                raise RecordpatchError(f"cannot decompress (zstd): {exc}") from None
-            if len(out) > limit:
-                raise _too_big("zstd", limit)
-            return out
-        import shutil
-        exe = shutil.which("zstd")
-        if exe is None:
-            raise RecordpatchError("zstd-compressed: install the Python module `zstandard` or "
-                                   "the `zstd` program to audit it")
-        with subprocess.Popen([exe, "-dc", "-q", "--", path], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL) as proc:
-            out = proc.stdout.read(limit + 1)
-            if len(out) > limit:
-                proc.kill()
-                raise _too_big("zstd", limit)
-            err = proc.stderr.read()
-        if proc.returncode:
-            msg = err.decode("utf-8", "replace").strip().splitlines()
-            raise RecordpatchError(f"cannot decompress (zstd): {msg[-1] if msg else 'failed'}")
-        return out
-    if data[:2] == b"\x1f\x8b":
-        import zlib
-        try:
-            return _inflate("gzip", lambda: zlib.decompressobj(31), data, limit)
-        except zlib.error as exc:
-            raise RecordpatchError(f"cannot decompress (gzip): {exc}") from None
-    return data
-
-
 def collect(paths: list[str]) -> tuple[list[tuple[str, bool]], list[str]]:
     """(file, found by a directory walk) for every PATH, directories walked recursively
     (symlinked directories are not followed: /lib/modules/*/build); missing PATHs."""
@@ -140,7 +64,7 @@ def collect(paths: list[str]) -> tuple[list[tuple[str, bool]], list[str]]:
             for root, dirs, files in os.walk(p):
                 dirs.sort()
                 for f in files:
-                    if f.endswith(SUFFIXES) or f in NAMES or f == "vmlinux.o":
+                    if f.endswith(SUFFIXES) or f == "vmlinux" or f.startswith(IMAGE_PREFIXES):
                         full = os.path.join(root, f)
                         if os.path.isfile(full):
                             found.append(full)
@@ -158,15 +82,19 @@ class _Ctx:
 
     def __init__(self, path, elf):
         self.path, self.elf = path, elf
-        self.findings: list[dict] = []
+        self.findings: list[Finding] = []
         self.sections: Counter = Counter()
         self.states: Counter = Counter()
         self.tables: Counter = Counter()
         self.defects: dict[str, dict] = {}
         self.word = struct.Struct(elf.endian + "I").unpack_from
 
-    def find(self, kind: str, where: str, message: str, level: str = "warning") -> None:
-        self.findings.append({"kind": kind, "level": level, "where": where, "message": message})
+    def find(self, kind: str, at, message: str, fn=None) -> None:
+        """A warning of ``kind`` at ``at`` ((section name, offset) or None), in function
+        ``fn`` ((name, offset into it) or None)."""
+        sec, off = at or ("", None)
+        name, delta = fn or ("", None)
+        self.findings.append(Finding(WARNING, kind, message, sec, off, name, delta))
 
     def defect(self, ident: str, compiler: str, function: str) -> None:
         d = self.defects.setdefault(ident, {"id": ident, "compiler": compiler, "functions": []})
@@ -208,26 +136,30 @@ def _func_index(elf) -> dict[int, list]:
     return out
 
 
-def _func_at(funcs, sec: int, off: int) -> str:
+def _func_at(funcs, sec: int, off: int):
+    """(name, offset into it) of the function at or before ``off``, or None."""
     from bisect import bisect_right
     lst = funcs.get(sec, ())
     k = bisect_right(lst, (off, "\U0010ffff")) - 1
     if k < 0:
-        return ""
+        return None
     v, n = lst[k]
-    return f"{n}+{off - v:#x}" if off != v else n
+    return n, off - v
 
 
-def audit_file(path: str, walked: bool = False, system_map: str | None = None) -> dict:
-    """Audit one file; never raises for a problem with the file. A JSON-ready dict."""
+def _in(fn) -> str:
+    """" in func+0x12" for a message, from (name, offset) or None."""
+    if fn is None:
+        return ""
+    return f" in {fn[0]}+{fn[1]:#x}" if fn[1] else f" in {fn[0]}"
+
+
+def audit_file(path: str, walked: bool = False, system_map: str | None = None) -> FileReport:
+    """Audit one file; never raises for a problem with the file."""
     from ..elf.reader import ElfFile
-    from .pipeline import read_input
-    res = {"path": path, "status": "error", "elf_type": "", "abi": "", "endian": "",
-           "compiler": "", "entries": 0, "tables": {}, "sections": {}, "states": {},
-           "defects": [], "trampoline": [], "findings": []}
+    from .pipeline import error_result
     try:
-        data, _ = read_input(path)
-        data = decompress(path, data)
+        data = read_image(path)
         if walked and data[:4] != C.ELFMAG:
             raise _Skip("not an ELF file")
         elf = ElfFile(data)
@@ -242,85 +174,42 @@ def audit_file(path: str, walked: bool = False, system_map: str | None = None) -
         ctx = _Ctx(path, elf)
         from .patchable import compiler_of
         compiler = compiler_of(elf)
-        res.update(elf_type=C.ET_NAMES.get(elf.type, str(elf.type)), abi=abi.name,
-                   endian="little" if elf.endian == "<" else "big", compiler=compiler)
         if elf.type == C.ET_REL:
             _audit_rel(ctx, t, compiler)
         else:
             _audit_linked(ctx, t, compiler, system_map)
-        _audit_trampoline(ctx, res)
+        trampoline = _audit_trampoline(ctx)
     except _Skip as exc:
-        res.update(status="skipped", reason=str(exc))
-        return res
+        return FileReport(path, "skipped", [], {"reason": str(exc)})
     except RecordpatchError as exc:
-        res["error"] = str(exc)
-        return res
+        return error_result(path, exc)
     except MemoryError:
-        res["error"] = "out of memory reading this file"
-        return res
+        return error_result(path, RecordpatchError("out of memory reading this file"))
     except Exception as exc:  # a bug: still one line, never a traceback
-        res["error"] = f"internal error: {type(exc).__name__}: {exc}"
-        return res
-    res.update(entries=sum(ctx.tables.values()), tables=dict(ctx.tables),
-               sections=dict(ctx.sections), states=dict(ctx.states),
-               defects=list(ctx.defects.values()), findings=ctx.findings,
-               status="findings" if ctx.findings else "clean")
-    return res
+        return error_result(path, RecordpatchError(f"internal error: {type(exc).__name__}: {exc}"))
+    data = {"elf_type": C.ET_NAMES.get(elf.type, str(elf.type)), "abi": abi.name,
+            "endian": "little" if elf.endian == "<" else "big", "compiler": compiler,
+            "entries": sum(ctx.tables.values()), "tables": dict(ctx.tables),
+            "sections": dict(ctx.sections), "states": dict(ctx.states),
+            "defects": list(ctx.defects.values()), "trampoline": trampoline}
+    return FileReport(path, "findings" if ctx.findings else "clean", ctx.findings, data)
 
 
-def _audit_trampoline(ctx: _Ctx, res: dict) -> None:
+def _audit_trampoline(ctx: _Ctx) -> list[dict]:
+    """`recordpatch check` of the trampoline, when the file defines one."""
     elf = ctx.elf
     if elf.symtab is None or not elf.symtab.indexes_named(TRAMPOLINE):
-        return
+        return []
     if not any(s.name == TRAMPOLINE and s.section for s in elf.symtab):
-        return
+        return []
     from .check import DEFAULT_ALIGN, check_elf
     results, diags = check_elf(elf, [TRAMPOLINE], DEFAULT_ALIGN)
-    res["trampoline"] = results
     for d in diags:
-        ctx.find("trampoline", d.where, d.message)
+        ctx.findings.append(d._replace(level=WARNING, kind="trampoline"))
+    return results
 
 
 # ---------------------------------------------------------------- relocatable objects
-def _rel_entries(elf, table):
-    """(slot, section index, offset, problem) per word of a table section of a relocatable."""
-    word = elf.word
-    mask = (1 << (8 * word)) - 1
-    secs = elf.sections
-    rsec = next((s for s in secs if s.type in (C.SHT_REL, C.SHT_RELA) and s.info == table.index),
-                None)
-    data = elf.section_data(table)
-    if len(data) != table.size:
-        return [(-1, 0, 0, "table has no contents in the file (SHT_NOBITS)")]
-    out = []
-    if table.size % word:
-        out.append((-1, 0, 0, f"table size {table.size} is not a multiple of {word}"))
-    relocs: dict[int, list] = {}
-    if rsec is not None:
-        for r in elf.relocations(rsec):
-            relocs.setdefault(r.offset, []).append(r)
-    symtab = elf.symtab
-    fmt = elf.endian + ("I" if word == 4 else "Q")
-    for slot in range(table.size // word):
-        rs = relocs.get(slot * word, [])
-        if len(rs) != 1 or symtab is None:
-            out.append((slot, 0, 0, "entry has no relocation" if not rs
-                        else f"entry has {len(rs)} relocations"))
-            continue
-        r = rs[0]
-        if r.type not in (mips.R_MIPS_32, mips.R_MIPS_64) or r.type2 or r.type3:
-            out.append((slot, 0, 0, f"entry relocated with {mips.reloc_name(r.type)}, not an "
-                        "absolute pointer"))
-            continue
-        sym = symtab[r.sym]
-        if not sym.section:
-            out.append((slot, 0, 0, f"entry points at undefined symbol {sym.name or r.sym}"))
-            continue
-        addend = r.addend if r.addend is not None else struct.unpack_from(fmt, data, slot * word)[0]
-        out.append((slot, sym.section, (sym.value + addend) & mask, ""))
-    return out
-
-
 def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
     from . import record
     elf = ctx.elf
@@ -340,122 +229,115 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
         pad_at = {(p.section, p.offset): p for p in pp.pads}
     hit_refused: set = set()
     seen: dict[tuple[int, int], str] = {}
-    for table in tables:
-        for slot, sec, off, problem in _rel_entries(elf, table):
-            where = f"{table.name}+{slot * elf.word:#x}" if slot >= 0 else table.name
-            if slot >= 0:
-                ctx.tables[MCOUNT_TABLE] += 1
-            if problem:
-                ctx.find("unresolved", where, problem)
-                continue
-            tsec = secs[sec] if 0 < sec < len(secs) else None
-            loc = f"{tsec.name if tsec else sec}+{off:#x}"
-            if tsec is None or off + 4 > tsec.size or tsec.type == C.SHT_NOBITS:
-                ctx.find("bad-target", where, f"entry points outside its section ({loc})")
-                continue
-            ctx.sections[tsec.name] += 1
-            if not tsec.flags & C.SHF_EXECINSTR:
-                ctx.find("not-executable", loc, f"{MCOUNT_TABLE} entry ({where}) points into "
-                         f"{tsec.name}, which is not an executable section")
-                continue
-            if (sec, off) in seen:
-                ctx.find("duplicate", loc, f"duplicate {MCOUNT_TABLE} entry ({where}; also "
-                         f"{seen[(sec, off)]})")
-                continue
-            seen[(sec, off)] = where
-            site = site_at.get((sec, off))
-            if site is not None:
-                ctx.states["jal _mcount" if site.kind == mips.KIND_JAL else "long-call lui"] += 1
-                continue
-            pad = pad_at.get((sec, off))
-            if pad is not None:
-                ctx.states[f"{pad.nops}-nop pad{' (microMIPS)' if pad.micro else ''} "
-                           f"({MCOUNT_TABLE})"] += 1
-                continue
-            bad = next((r for r in refused if r.section == sec and r.offset <= off <= r.end), None)
-            if bad is not None:
-                hit_refused.add(bad)
-                fn = _func_at(funcs, sec, off)
-                ctx.find("unpatchable", loc, f"{MCOUNT_TABLE} entry ({where}) points at a call "
-                         f"the kernel cannot patch{' in ' + fn if fn else ''}: {bad.reason}")
-                continue
-            w = ctx.word(elf.section_data(tsec), off)[0] if not off & 3 else None
+    for ref in relocatable_entries(elf, MCOUNT_TABLE):
+        table = ref.table
+        slot, sec, off, problem = ref.slot, ref.section, ref.offset, ref.problem
+        wat = (table.name, slot * elf.word if slot >= 0 else None)
+        where = f"{table.name}+{slot * elf.word:#x}" if slot >= 0 else table.name
+        if slot >= 0:
+            ctx.tables[MCOUNT_TABLE] += 1
+        if problem:
+            ctx.find("unresolved", wat, problem)
+            continue
+        tsec = secs[sec] if 0 < sec < len(secs) else None
+        lat = (tsec.name if tsec else str(sec), off)
+        loc = f"{lat[0]}+{off:#x}"
+        if tsec is None or off + 4 > tsec.size or tsec.type == C.SHT_NOBITS:
+            ctx.find("bad-target", wat, f"entry points outside its section ({loc})")
+            continue
+        ctx.sections[tsec.name] += 1
+        if not tsec.flags & C.SHF_EXECINSTR:
+            ctx.find("not-executable", lat, f"{MCOUNT_TABLE} entry ({where}) points into "
+                     f"{tsec.name}, which is not an executable section")
+            continue
+        if (sec, off) in seen:
+            ctx.find("duplicate", lat, f"duplicate {MCOUNT_TABLE} entry ({where}; also "
+                     f"{seen[(sec, off)]})")
+            continue
+        seen[(sec, off)] = where
+        site = site_at.get((sec, off))
+        if site is not None:
+            ctx.states["jal _mcount" if site.kind == mips.KIND_JAL else "long-call lui"] += 1
+            continue
+        pad = pad_at.get((sec, off))
+        if pad is not None:
+            ctx.states[f"{pad.nops}-nop pad{' (microMIPS)' if pad.micro else ''} "
+                       f"({MCOUNT_TABLE})"] += 1
+            continue
+        bad = next((r for r in refused if r.section == sec and r.offset <= off <= r.end), None)
+        if bad is not None:
+            hit_refused.add(bad)
             fn = _func_at(funcs, sec, off)
-            found = insn_text(w, 0, t) if w is not None else "a misaligned address"
-            ctx.find("bad-target", loc, f"{MCOUNT_TABLE} entry ({where}) points at `{found}`"
-                     f"{' in ' + fn if fn else ''}, not at a call to _mcount")
+            ctx.find("unpatchable", lat, f"{MCOUNT_TABLE} entry ({where}) points at a call "
+                     f"the kernel cannot patch{_in(fn)}: {bad.reason}", fn)
+            continue
+        w = ctx.word(elf.section_data(tsec), off)[0] if not off & 3 else None
+        fn = _func_at(funcs, sec, off)
+        found = insn_text(w, 0, t) if w is not None else "a misaligned address"
+        ctx.find("bad-target", lat, f"{MCOUNT_TABLE} entry ({where}) points at `{found}`"
+                 f"{_in(fn)}, not at a call to _mcount", fn)
     missing = [s for s in sites if (s.section, s.offset) not in seen]
     unrecorded = [r for r in refused if r not in hit_refused]
     if (missing or unrecorded) and not tables:
         n = len(missing) + len(unrecorded)
-        ctx.find("not-recorded", "", f"{n} call{'s' * (n != 1)} to _mcount but no "
+        ctx.find("not-recorded", None, f"{n} call{'s' * (n != 1)} to _mcount but no "
                  f"{MCOUNT_TABLE} (not recorded)" + (f"; {len(unrecorded)} of them the kernel "
                  f"cannot patch ({unrecorded[0].reason})" if unrecorded else ""))
         missing = unrecorded = []
     for r in unrecorded:
         fn = _func_at(funcs, r.section, r.offset)
-        ctx.find("missing", f"{r.section_name}+{r.offset:#x}", f"call to _mcount"
-                 f"{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} entry, and the kernel "
-                 f"cannot patch it: {r.reason}")
+        ctx.find("missing", (r.section_name, r.offset), f"call to _mcount"
+                 f"{_in(fn)} has no {MCOUNT_TABLE} entry, and the kernel "
+                 f"cannot patch it: {r.reason}", fn)
     if missing:
         drops = set(record.reference_drops(elf))
         for s in missing:
             fn = _func_at(funcs, s.section, s.offset)
             hint = (" (Linux 6.1's recordmcount drops it: its +4 filter carries over from the "
                     "previous section)" if (s.section, s.offset) in drops else "")
-            ctx.find("missing", f"{s.section_name}+{s.offset:#x}",
-                     f"call to _mcount{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} "
-                     f"entry{hint}")
+            ctx.find("missing", (s.section_name, s.offset),
+                     f"call to _mcount{_in(fn)} has no {MCOUNT_TABLE} "
+                     f"entry{hint}", fn)
     if pp is not None:
         _audit_rel_pfe(ctx, funcs, compiler, pp)
 
 
-def _defect_of(msg: str) -> str:
-    if "PR99217" in msg:
-        return "PR99217"
-    if "SHF_LINK_ORDER" in msg:
-        return "SHF_LINK_ORDER"
-    if "mode" in msg and "pad of" in msg:
-        return "microMIPS-pad-ISA"
-    return ""
+#: patchable.plan's finding kinds that are known compiler defects, and the defect's name.
+DEFECTS = {"pr99217": "PR99217", "link-order": "SHF_LINK_ORDER", "pad-isa": "microMIPS-pad-ISA"}
+#: patchable.plan's other kinds in audit's vocabulary (a pad of the wrong size or place is
+#: an entry that points at something else than a pad).
+AUDIT_KIND = {"pad-size": "bad-target", "pad-offset": "bad-target"}
 
 
 def _audit_rel_pfe(ctx: _Ctx, funcs, compiler: str, pp) -> None:
     elf = ctx.elf
     ctx.tables[PFE_TABLE] += sum(s.size // elf.word for s in elf.sections if s.name == PFE_TABLE)
-    where_of: dict[str, str] = {}
+    where_of: dict[str, tuple[str, int]] = {}
     for p in pp.pads:
         ctx.sections[p.section_name] += 1
         ctx.states[f"{p.nops}-nop pad{' (microMIPS)' if p.micro else ''}"] += 1
-        where_of.setdefault(p.func.name, f"{p.section_name}+{p.offset:#x}")
+        where_of.setdefault(p.func.name, (p.section_name, p.offset))
     for sec, lst in funcs.items():
         for v, n in lst:
-            where_of.setdefault(n, f"{elf.sections[sec].name}+{v:#x}")
+            where_of.setdefault(n, (elf.sections[sec].name, v))
     # A finished module (.gnu.linkonce.this_module: scripts/Makefile.modfinal's link was its
     # last) is never linked again, so a table linked to the wrong section cannot lose an
     # entry there: the compiler defect is still listed, but it is not a finding.
     final = any(s.name == ".gnu.linkonce.this_module" for s in elf.sections)
     for d in pp.diagnostics:
-        m = d.message
-        where = where_of.get(d.where, d.where)
-        ident = _defect_of(m)
+        ident = DEFECTS.get(d.kind)
         if ident:
-            kind = "defect"
-            ctx.defect(ident, compiler, d.where)
+            ctx.defect(ident, compiler, d.function)
             if ident == "SHF_LINK_ORDER" and final:
                 continue
-        elif "duplicate" in m or "second entry" in m:
-            kind = "duplicate"
-        elif "not an executable section" in m:
-            kind = "not-executable"
-        elif "but no" in m:
-            kind = "missing"
-        elif m.startswith("entry: "):
-            kind = "unresolved"
-        else:
-            kind = "bad-target"
-        ctx.find(kind, where, m if d.where in ("",) or d.where.startswith(PFE_TABLE)
-                 or d.where in m else f"{d.where}: {m}")
+        at = (d.section, d.offset) if d.section else where_of.get(d.function)
+        m = d.message
+        if d.function and not at:
+            at = (d.function, None)   # a function the symbol table does not place
+        elif d.function and d.function not in m:
+            m = f"{d.function}: {m}"
+        ctx.find("defect" if ident else AUDIT_KIND.get(d.kind, d.kind), at, m,
+                 (d.function, d.func_offset) if d.function else None)
 
 
 # ---------------------------------------------------------------- linked images
@@ -487,30 +369,6 @@ def read_system_map(path: str, bits: int) -> list[MapSymbol]:
         out.append(MapSymbol(name, value, C.STT_FUNC if kind in "TtWi" else C.STT_OBJECT, 1))
     if not out:
         raise RecordpatchError(f"{path}: no symbols in this System.map")
-    return out
-
-
-def linked_tables(elf, symbols):
-    """(table name, address of the first word, bytes) of each table of a linked image: the
-    sections themselves, or the kernel linker script's __start_mcount_loc..__stop_mcount_loc
-    (which holds both tables' entries in a real vmlinux) from ``symbols`` (the symbol
-    table or a System.map)."""
-    out = []
-    for s in elf.sections:
-        if s.name in TABLES and s.type != C.SHT_NOBITS:
-            out.append((s.name, s.addr, elf.section_data(s)))
-    if out or symbols is None:
-        return out
-    syms = {}
-    for s in symbols:
-        if s.name in ("__start_mcount_loc", "__stop_mcount_loc") and s.section:
-            syms[s.name] = s.value
-    if len(syms) == 2 and syms["__stop_mcount_loc"] >= syms["__start_mcount_loc"]:
-        a, b = syms["__start_mcount_loc"], syms["__stop_mcount_loc"]
-        for s in elf.sections:
-            if s.type != C.SHT_NOBITS and s.flags & C.SHF_ALLOC and s.addr <= a and b <= s.addr + s.size:
-                out.append((MCOUNT_TABLE, a, elf.section_data(s)[a - s.addr:b - s.addr]))
-                break
     return out
 
 
@@ -584,19 +442,18 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
     names, funcs, mcount, callers, skip = _linked_symbols(symbols)
     tables = linked_tables(elf, symbols)
     if not tables and symbols is None:
-        ctx.find("no-table", "", "cannot see the ftrace table: no __mcount_loc section and no "
+        ctx.find("no-table", None, "cannot see the ftrace table: no __mcount_loc section and no "
                  "symbol table (a stripped image) for __start_mcount_loc/__stop_mcount_loc; "
                  "audit it with --system-map FILE or the unstripped vmlinux")
         return
     flag = flag_reg_default(t.abi)
     near = _Names(names)
-    fmt = elf.endian + ("I" if elf.word == 4 else "Q")
     seen: dict[int, str] = {}
     for tname, base, data in tables:
-        n = len(data) // elf.word
-        ctx.tables[tname] += n
-        addrs = struct.unpack_from(f"{elf.endian}{n}{fmt[-1]}", data)
+        addrs = words(elf, data)
+        ctx.tables[tname] += len(addrs)
         for slot, addr in enumerate(addrs):
+            wat = (tname, slot * elf.word)
             where = f"{tname}+{slot * elf.word:#x}"
             if addr == 0:
                 continue  # an entry the kernel's sorttable/linker zeroed (discarded section)
@@ -604,17 +461,17 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
             a = addr & ~1
             s = img.find(a)
             if s is None or a + 4 > s.addr + s.size:
-                ctx.find("bad-target", where, f"entry {addr:#x} is not inside any section")
+                ctx.find("bad-target", wat, f"entry {addr:#x} is not inside any section")
                 continue
             off = a - s.addr
-            loc = f"{s.name}+{off:#x}"
+            lat = (s.name, off)
             ctx.sections[s.name] += 1
             if not s.flags & C.SHF_EXECINSTR:
-                ctx.find("not-executable", loc, f"{tname} entry ({where}) points at {addr:#x} "
+                ctx.find("not-executable", lat, f"{tname} entry ({where}) points at {addr:#x} "
                          f"in {s.name}, which is not an executable section")
                 continue
             if a in seen:
-                ctx.find("duplicate", loc, f"duplicate entry {addr:#x} ({where}; also {seen[a]})")
+                ctx.find("duplicate", lat, f"duplicate entry {addr:#x} ({where}; also {seen[a]})")
                 continue
             seen[a] = where
             text = img.text(s)
@@ -623,11 +480,11 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
                 if len(run) > 1:
                     ctx.states["nop pad (microMIPS)"] += 1
                 else:
-                    ctx.find("bad-target", loc, f"{tname} entry ({where}) points at {addr:#x}: "
+                    ctx.find("bad-target", lat, f"{tname} entry ({where}) points at {addr:#x}: "
                              "a microMIPS entry that is not a nop pad")
                 continue
             if off & 3:
-                ctx.find("bad-target", loc, f"entry {addr:#x} is not 4-byte aligned")
+                ctx.find("bad-target", lat, f"entry {addr:#x} is not 4-byte aligned")
                 continue
 
             def word(o, text=text):
@@ -646,7 +503,7 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
                     fname = names.get(a + 4 * nrun, "")
                     ctx.defect("PR99217", compiler, fname)
                     from .patchable import pr99217_text
-                    ctx.find("defect", loc, pr99217_text(nrun, fname)
+                    ctx.find("defect", lat, pr99217_text(nrun, fname)
                              + (f" [{compiler}]" if compiler else ""))
             if state:
                 ctx.states[state] += 1
@@ -658,9 +515,9 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
                 tgt = mips.jal_target(w, a, bits)
                 nm.setdefault(tgt, names.get(tgt, f"{tgt:#x}"))
             fn = near.near(a)
-            ctx.find("bad-target", loc, f"{tname} entry ({where}) points at {addr:#x}: "
-                     f"`{insn_text(w, a, t, nm)}`{' in ' + fn if fn else ''}, neither a call "
-                     "to _mcount, a pad, nor a state ftrace writes")
+            ctx.find("bad-target", lat, f"{tname} entry ({where}) points at {addr:#x}: "
+                     f"`{insn_text(w, a, t, nm)}`{_in(fn)}, neither a call "
+                     "to _mcount, a pad, nor a state ftrace writes", fn)
     # calls with no entry (only knowable with the _mcount symbol)
     if mcount is None:
         return
@@ -682,10 +539,10 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
                 untabled += 1
                 continue
             fn = near.near(pc)
-            ctx.find("missing", f"{s.name}+{4 * i:#x}", f"call to _mcount at {pc:#x}"
-                     f"{' in ' + fn if fn else ''} has no {MCOUNT_TABLE} entry")
+            ctx.find("missing", (s.name, 4 * i), f"call to _mcount at {pc:#x}"
+                     f"{_in(fn)} has no {MCOUNT_TABLE} entry", fn)
     if untabled:
-        ctx.find("not-recorded", "", f"{untabled} call{'s' * (untabled != 1)} to _mcount but no "
+        ctx.find("not-recorded", None, f"{untabled} call{'s' * (untabled != 1)} to _mcount but no "
                  f"{MCOUNT_TABLE} and no __start_mcount_loc/__stop_mcount_loc")
 
 
@@ -696,13 +553,14 @@ class _Names:
         self.addrs = sorted(names)
         self.names = names
 
-    def near(self, addr: int) -> str:
+    def near(self, addr: int):
+        """(name, offset into it) of the nearest symbol at or before ``addr``, or None."""
         from bisect import bisect_right
         k = bisect_right(self.addrs, addr) - 1
         if k < 0:
-            return ""
+            return None
         best = self.addrs[k]
-        return self.names[best] if best == addr else f"{self.names[best]}+{addr - best:#x}"
+        return self.names[best], addr - best
 
 
 def _linked_state(word, off: int, pc: int, bits: int, mcount, callers, flag: int, r6: bool) -> str:
@@ -710,8 +568,7 @@ def _linked_state(word, off: int, pc: int, bits: int, mcount, callers, flag: int
     w = word(off)
     if w is None:
         return ""
-    prev = [word(off - 4 * k) for k in range(1, mips.JAL_WINDOW + 1)]
-    after_move = any(p is not None and mips.is_move_at_ra(p) for p in prev)
+    after_move = mips.move_at_ra_before(word, off)
     if mips.is_jal(w):
         tgt = mips.jal_target(w, pc, bits)
         if mcount is not None and tgt == mcount:
@@ -726,11 +583,7 @@ def _linked_state(word, off: int, pc: int, bits: int, mcount, callers, flag: int
         w1 = word(off + 4)
         if w1 is None or not mips.is_addiu_self(w1, mips.REG_V1):
             return ""
-        for k in range(2, 2 + mips.LONG_CALL_WINDOW):
-            wk = word(off + 4 * k)
-            if wk is not None and mips.is_jalr_ra(wk, mips.REG_V1):
-                return "long-call lui"
-        return ""
+        return "long-call lui" if mips.long_call_jalr(word, off + 4)[0] >= 0 else ""
     if mips.is_b_1f(w):
         # ftrace_make_nop in a module: the lui becomes `b 1f`; 32-bit kernels also nop the
         # addiu after it
@@ -739,7 +592,7 @@ def _linked_state(word, off: int, pc: int, bits: int, mcount, callers, flag: int
             return "b 1f (disabled)"
         return ""
     if w == mips.NOP:
-        p1 = prev[0]
+        p1 = word(off - 4)
         if after_move and not (p1 is not None and (mips.is_jal(p1) or mips.is_jalr_ra(p1, mips.REG_V1))):
             return "nop (disabled)"
         run = 0
@@ -756,124 +609,36 @@ def _task(arg):
     return audit_file(path, walked, system_map)
 
 
-def audit_paths(paths: list[str], jobs: int = 1, progress=None,
-                system_map: str | None = None) -> list[dict]:
+def audit(paths: list[str], jobs: int = 1, progress=None,
+          system_map: str | None = None) -> Report:
+    """`recordpatch audit`: every file of ``paths`` (directories walked). ``progress``:
+    called (done, total, path) after each file."""
+    if jobs < 1:
+        raise UsageError("-j needs a positive number")
     files, missing = collect(paths)
-    out: dict[int, dict] = {}
     tasks = [(f, w, system_map) for f, w in files]
+    results: list[FileReport] = []
     if jobs > 1 and len(tasks) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as ex:
-            for i, r in enumerate(ex.map(_task, tasks, chunksize=max(1, len(tasks) // (16 * jobs)))):
-                out[i] = r
+            for r in ex.map(_task, tasks, chunksize=max(1, len(tasks) // (16 * jobs))):
+                results.append(r)
                 if progress:
-                    progress(i + 1, len(tasks), r["path"])
+                    progress(len(results), len(tasks), r.path)
     else:
-        for i, a in enumerate(tasks):
-            out[i] = _task(a)
+        for a in tasks:
+            results.append(_task(a))
             if progress:
-                progress(i + 1, len(tasks), a[0])
-    results = [out[i] for i in range(len(tasks))]
-    for m in missing:
-        results.append({"path": m, "status": "error", "error": "cannot open: No such file or "
-                        "directory", "findings": [], "entries": 0})
-    return results
+                progress(len(results), len(tasks), a[0])
+    from .pipeline import error_result
+    results += [error_result(m, RecordpatchError("cannot open: No such file or directory"))
+                for m in missing]
+    return Report("audit", results, summary(results))
 
 
-def summary(results: list[dict]) -> dict:
-    c = Counter(r["status"] for r in results)
+def summary(results: list[FileReport]) -> dict:
+    c = Counter(r.status for r in results)
     return {"files": len(results), "clean": c["clean"], "findings": c["findings"],
             "errors": c["error"], "skipped": c["skipped"],
-            "entries": sum(r.get("entries", 0) for r in results),
-            "finding_count": sum(len(r.get("findings", ())) for r in results)}
-
-
-def _progress_printer(stream):
-    bar = 30
-
-    def show(done, total, path):
-        fill = bar * done // max(total, 1)
-        stream.write(f"\r[{'#' * fill}{'.' * (bar - fill)}] {done}/{total}")
-        if done == total:
-            stream.write("\r" + " " * (bar + 24) + "\r")
-        stream.flush()
-    return show
-
-
-def _plain_line(r: dict) -> str:
-    if r["status"] == "error":
-        return f"{r['path']}: error"
-    if r["status"] == "skipped":
-        return f"{r['path']}: skipped ({r.get('reason', '')})"
-    tabs = ", ".join(f"{k} {v}" for k, v in sorted(r["tables"].items())) or "no table"
-    secs = ", ".join(f"{k} {v}" for k, v in sorted(r["sections"].items()))
-    states = ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items()))
-    nf = len(r["findings"])
-    parts = [f"{r['path']}: {r['elf_type']} {r['abi']} {r['endian']}-endian", tabs]
-    if secs:
-        parts.append(f"sections: {secs}")
-    if states:
-        parts.append(f"states: {states}")
-    if r["defects"]:
-        parts.append("defects: " + ", ".join(d["id"] for d in r["defects"]))
-    if r["compiler"]:
-        parts.append(f"compiler: {r['compiler']}")
-    parts.append(f"{nf} finding{'s' * (nf != 1)}" if nf else "clean")
-    return "; ".join(parts)
-
-
-def _rich_table(results, summ) -> bool:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        return False
-    tab = Table(title="recordpatch audit")
-    for col in ("file", "type", "entries", "states", "defects", "compiler", "findings"):
-        tab.add_column(col)
-    for r in results:
-        if r["status"] in ("error", "skipped"):
-            tab.add_row(r["path"], r["status"], "", "", "", "", r.get("error", r.get("reason", "")))
-            continue
-        tab.add_row(r["path"], f"{r['elf_type']} {r['abi']}", str(r["entries"]),
-                    ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items())),
-                    ", ".join(d["id"] for d in r["defects"]), r["compiler"],
-                    str(len(r["findings"])) if r["findings"] else "clean")
-    con = Console()
-    con.print(tab)
-    con.print(_summary_line(summ))
-    return True
-
-
-def _summary_line(s: dict) -> str:
-    return (f"audited {s['files']} file{'s' * (s['files'] != 1)}: {s['clean']} clean, "
-            f"{s['findings']} with findings ({s['finding_count']}), {s['errors']} "
-            f"error{'s' * (s['errors'] != 1)}, {s['skipped']} skipped; {s['entries']} entries")
-
-
-def run_audit(ns) -> int:
-    if ns.jobs < 1:
-        print("recordpatch: error: -j needs a positive number", file=sys.stderr)
-        return EXIT_USAGE
-    walk = any(os.path.isdir(p) for p in ns.paths)
-    progress = None
-    if walk and not ns.json and sys.stderr.isatty():
-        progress = _progress_printer(sys.stderr)
-    results = audit_paths(ns.paths, ns.jobs, progress, getattr(ns, "system_map", None))
-    for r in results:
-        if r["status"] == "error":
-            print(one_line(f"{r['path']}: error: recordpatch: {r['error']}"), file=sys.stderr)
-        for f in r.get("findings", ()):
-            loc = f"{f['where']}: " if f["where"] else ""
-            print(one_line(f"{r['path']}: {f['level']}: recordpatch: {loc}{f['message']}"),
-                  file=sys.stderr)
-    summ = summary(results)
-    if ns.json:
-        import json
-        json.dump({"schema": SCHEMA, "files": results, "summary": summ}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif not (sys.stdout.isatty() and _rich_table(results, summ)):
-        for r in results:
-            print(_plain_line(r))
-        print(_summary_line(summ))
-    return EXIT_FAIL if summ["findings"] or summ["errors"] else EXIT_OK
+            "entries": sum((r.data or {}).get("entries", 0) for r in results),
+            "finding_count": sum(len(r.findings) for r in results if r.status != "error")}

@@ -9,12 +9,10 @@ and SYM's offset in it is a multiple of it. Read-only: never opens a file for wr
 
 from __future__ import annotations
 
-import json
-import sys
-
-from ..diag import ERROR, WARNING, Diagnostic, emit
+from ..diag import ERROR, Finding
 from ..elf import consts as C
-from ..errors import EXIT_FAIL, EXIT_OK, RecordpatchError
+from ..errors import RecordpatchError
+from ..results import FileReport, Report
 
 DEFAULT_TRAMPOLINE = "ftrace_regs_caller"
 DEFAULT_ALIGN = 65536
@@ -27,7 +25,7 @@ def _fix(align: int) -> str:
             "ALIGN() in the linker script) so that the link keeps it")
 
 
-def check_elf(elf, names: list[str], align: int) -> tuple[list[dict], list[Diagnostic]]:
+def check_elf(elf, names: list[str], align: int) -> tuple[list[dict], list[Finding]]:
     """Per symbol: a result dict and diagnostics (ERROR for each failed requirement)."""
     if elf.machine != C.EM_MIPS:
         raise RecordpatchError(f"wrong machine: e_machine {elf.machine}, expected EM_MIPS (8)")
@@ -42,7 +40,8 @@ def check_elf(elf, names: list[str], align: int) -> tuple[list[dict], list[Diagn
     for name in names:
         syms = defs[name]
         if not syms:
-            diags.append(Diagnostic(ERROR, "symbol not defined in this file", name))
+            diags.append(Finding(ERROR, "undefined", "symbol not defined in this file",
+                                 function=name))
             results.append({"symbol": name, "found": False, "ok": False})
             continue
         sym = syms[0]
@@ -77,39 +76,27 @@ def check_elf(elf, names: list[str], align: int) -> tuple[list[dict], list[Diagn
                 problems.append(f"lui at,%hi({name}) alone reaches it only if it is 64 KiB "
                                 f"aligned; here only {guaranteed}-byte alignment is guaranteed")
         for p in problems:
-            diags.append(Diagnostic(ERROR, p, name))
+            diags.append(Finding(ERROR, "misaligned", p, function=name))
         res["ok"] = not problems
         results.append(res)
     return results, diags
 
 
-def run_check(ns) -> int:
+def check_files(files: list[str], names: list[str] | None = None,
+                align: int = DEFAULT_ALIGN) -> Report:
+    """`recordpatch check`: each file's trampoline symbols ``names``."""
     from ..elf.reader import ElfFile
-    from .pipeline import read_input
+    from .pipeline import error_result, read_image
 
-    names = ns.trampoline or [DEFAULT_TRAMPOLINE]
-    failed = False
+    names = names or [DEFAULT_TRAMPOLINE]
     out = []
-    for path in ns.files:
+    for path in files:
         try:
-            data, _ = read_input(path)
-            elf = ElfFile(data)
-            results, diags = check_elf(elf, names, ns.align)
+            elf = ElfFile(read_image(path))
+            results, diags = check_elf(elf, names, align)
         except RecordpatchError as exc:
-            results, diags = [], [Diagnostic(ERROR, str(exc))]
-        emit(path, diags, min_level=WARNING)
-        failed |= any(d.level == ERROR for d in diags)
-        if ns.json:
-            out.append({"path": path, "symbols": results,
-                        "diagnostics": [d.as_dict() for d in diags]})
-        else:
-            for r in results:
-                if r.get("ok"):
-                    where = (f"{r['address']:#x}" if "address" in r
-                             else f"{r['section']}+{r['offset']:#x} (section aligned to "
-                             f"{r['section_align']})")
-                    print(f"{path}: {r['symbol']}: {where}: {r['required']}-byte aligned, ok")
-    if ns.json:
-        json.dump({"files": out}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    return EXIT_FAIL if failed else EXIT_OK
+            out.append(error_result(path, exc))
+            continue
+        bad = any(d.level == ERROR for d in diags)
+        out.append(FileReport(path, "findings" if bad else "ok", diags, {"symbols": results}))
+    return Report("check", out, {"files": len(out), "ok": sum(not f.failed for f in out)})

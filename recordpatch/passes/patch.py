@@ -18,7 +18,7 @@ DYNAMIC_FTRACE_WITH_REGS design (implemented for Linux 6.1 in kernel/pfe/, docs/
 
 FLAG is the ABI's t0 ($8 o32, $12 n64) unless --flag-reg. Every word is encoded by the
 assembler backend (arch/asm.py: keystone or the hand encoders, read back by capstone).
-A pass in the DESIGN sense: it returns the byte writes and the findings; the CLI writes
+:func:`plan_changes` returns the byte writes and the findings; :func:`patch_file` writes
 the output atomically, and only when every site holds an expected sequence.
 
 Linked images (ET_EXEC) support every state. A relocatable object only supports states
@@ -30,26 +30,27 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 
 from ..arch import encode as E
 from ..arch import mips
 from ..arch.encode import Target
-from ..diag import ERROR, Diagnostic, emit, one_line
+from ..diag import ERROR, Finding
 from ..elf import consts as C
 from ..elf.reader import ElfFile
-from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
+from ..errors import RecordpatchError, UsageError
+from ..results import FileReport, Report
 from ..tuples import named
+from .tables import MCOUNT as TABLE_MCOUNT
+from .tables import PFE as TABLE_PFE
+from .tables import linked_tables, relocatable_entries, words
 
 PAD_STATES = ("nop", "init", "call-regs", "call", "redirect")
 PG_STATES = ("nop", "call")
-STATES = PAD_STATES
-TABLE_PFE = "__patchable_function_entries"
-TABLE_MCOUNT = "__mcount_loc"
 
 #: kind: "pad" | "pg-kernel" | "pg-module"; addr: address (linked) or section offset;
-#: off: file offset of the first word; n: words the states cover; func: function name
-Site = named("Site", "kind addr off n func section")
+#: off: file offset of the first word; n: words the states cover; func: function name;
+#: section_name: the section it is in (a name, as in record.Site.section_name)
+Site = named("Site", "kind addr off n func section_name")
 #: one site's change: old state name, new state name, old and new words
 Change = named("Change", "site old_state new_state old new")
 
@@ -142,13 +143,10 @@ class Image:
 
 # ---------------------------------------------------------------- sites
 def _table_words(img: Image, name: str):
-    elf = img.elf
-    fmt = elf.endian + ("I" if elf.word == 4 else "Q")
-    for s in elf.sections:
-        if s.name == name and s.type == C.SHT_PROGBITS:
-            data = elf.section_data(s)
-            for k in range(len(data) // elf.word):
-                yield struct.unpack_from(fmt, data, k * elf.word)[0]
+    """The addresses in a linked image's sections called ``name``."""
+    for tname, _, data in linked_tables(img.elf):
+        if tname == name:
+            yield from words(img.elf, data)
 
 
 def _is_pad(img: Image, addr: int, pad_words: int) -> bool:
@@ -165,12 +163,10 @@ def find_sites(img: Image, pad_words: int) -> list[Site]:
     elf = img.elf
     sites = []
     if img.linked:
-        from .audit import linked_tables
         starts = {s.value & ~1 for s in img.funcs}
-        fmt = elf.endian + ("I" if elf.word == 4 else "Q")
         section_names = {s.name for s in elf.sections}
         for name, _, data in linked_tables(elf, elf.symtab):
-            for (addr,) in struct.iter_unpack(fmt, data):
+            for addr in words(elf, data):
                 if not addr:
                     continue  # an entry of a discarded section
                 # a vmlinux keeps either table between __start/__stop_mcount_loc (no section
@@ -183,19 +179,19 @@ def find_sites(img: Image, pad_words: int) -> list[Site]:
                     continue
                 off, sec = img.file_offset(addr, 8)
                 w = img.read(off)
-                kind = "pg-module" if mips.is_lui(w, E.REG_V1) or _is_b(w) else "pg-kernel"
+                kind = "pg-module" if mips.is_lui(w, E.REG_V1) or mips.is_b_1f(w) else "pg-kernel"
                 sites.append(Site(kind, addr, off, 2 if kind == "pg-kernel" else 1,
                                   img.func_at(addr), sec))
         if not sites:
             raise PatchError(f"no call sites: no {TABLE_PFE} and no {TABLE_MCOUNT} in this image "
                              "(link with the table sections kept: no --gc-sections, or KEEP() them)")
         return sites
-    from .patchable import plan, raw_entries
+    from .patchable import plan
     if any(s.name == TABLE_PFE for s in elf.sections):
         pr = [p for p in plan(elf).pads if p.pr99217]
         if pr:
             _refuse_pr99217(pr[0].func.name, pr[0].nops, len(pr))
-    for _t, slot, shndx, offset, _rela, problem in raw_entries(elf):
+    for _t, slot, shndx, offset, _rela, problem in relocatable_entries(elf, TABLE_PFE):
         if problem:
             raise PatchError(f"{TABLE_PFE} entry {slot}: {problem}")
         sec = elf.section(shndx)
@@ -237,7 +233,7 @@ def _check_no_relocs(img: Image, sites) -> None:
     elf = img.elf
     by_sec = {}
     for s in sites:
-        by_sec.setdefault(s.section, []).append(s)
+        by_sec.setdefault(s.section_name, []).append(s)
     for rs in elf.sections:
         if rs.type not in (C.SHT_REL, C.SHT_RELA):
             continue
@@ -251,10 +247,6 @@ def _check_no_relocs(img: Image, sites) -> None:
                                      "inside the pad; the linker would overwrite the patch")
 
 
-def _is_b(w: int) -> bool:
-    return (w >> 16) == 0x1000
-
-
 # ---------------------------------------------------------------- state words
 class States:
     """The words of each state at one site, and the recognition of old words."""
@@ -265,13 +257,13 @@ class States:
         self.a = assembler(img.t)
         self._pad_words: dict = {}
         t = self.t
-        if opts.flag_reg is None:
-            self.flag = E.flag_reg_default(t.abi)
-        else:
-            self.flag = E.parse_reg(opts.flag_reg, t.abi)
-            if self.flag in (0, E.REG_AT, E.REG_SP, E.REG_RA) or self.flag in E.ARG_REGS[t.abi]:
-                raise PatchError(f"--flag-reg ${self.flag} ({E.reg_name(t.abi, self.flag)}) cannot be "
-                                 f"the flag register on {t.abi}: the pad would break the call")
+        try:
+            self.flag = E.flag_reg(opts.flag_reg, t.abi)
+        except RecordpatchError as e:
+            raise UsageError(f"--flag-reg: {e}") from None
+        hazard = E.flag_reg_hazard(self.flag, t.abi)
+        if hazard:   # verify analyses such a pad; patch never writes one
+            raise UsageError(f"--flag-reg: {hazard}")
         self.tramp = self.target = self.mcount = None
         self.tramp_name = self.target_name = ""
         spec = opts.trampoline if opts.trampoline is not None else "ftrace_regs_caller"
@@ -287,7 +279,7 @@ class States:
             self.target, self.target_name, _ = img.address_of(opts.target, "--target")
             E.hi_lo(self.target, t)  # reachable by lui+addiu
         elif opts.state == "redirect":
-            raise PatchError("--state redirect needs --target SYM|ADDR (the function B' to run)")
+            raise UsageError("--state redirect needs --target SYM|ADDR (the function B' to run)")
         m = img.syms.get("_mcount")
         if m is not None and img.linked:
             self.mcount = m.value & img.mask
@@ -419,24 +411,25 @@ def plan_changes(data: bytes, opts: Options):
         sel = [s for s in sel if s.addr != st.target]  # B' itself is never redirected to itself
     diags, changes = [], []
     for s in sel:
-        where = f"{s.func or s.section}" + (f" ({s.addr:#x})" if img.linked else f" ({s.section}+{s.addr:#x})")
+        at = f"{s.addr:#x}" if img.linked else f"{s.section_name}+{s.addr:#x}"
+        where = {"function": s.func or s.section_name}
         if s.kind != "pad" and opts.state not in PG_STATES:
-            diags.append(Diagnostic(ERROR, f"a -pg call site has no {opts.state} state (only nop and call)",
-                                    where))
+            diags.append(Finding(ERROR, "no-state", f"the -pg call site at {at} has no "
+                                 f"{opts.state} state (only nop and call)", **where))
             continue
         old = [img.read(s.off + 4 * i) for i in range(s.n)]
         cur = st.classify(s, old)
         if cur is None:
             got = "; ".join(_pretty(st, w, s.addr + 4 * i) for i, w in enumerate(old))
-            diags.append(Diagnostic(ERROR, f"unexpected words at the {_kind_text(s)}: {got} "
-                                    f"(not one of the states {', '.join(st.states_for(s))} with "
-                                    f"flag register ${st.flag} and trampoline "
-                                    f"{st.tramp_name or '?'})", where))
+            diags.append(Finding(ERROR, "unexpected-words", f"unexpected words at the "
+                                 f"{_kind_text(s)} at {at}: {got} (not one of the states "
+                                 f"{', '.join(st.states_for(s))} with flag register ${st.flag} "
+                                 f"and trampoline {st.tramp_name or '?'})", **where))
             continue
         try:
             new = st.words(s, opts.state)
         except E.EncodeError as e:
-            diags.append(Diagnostic(ERROR, str(e), where))
+            diags.append(Finding(ERROR, "encode", f"{at}: {e}", **where))
             continue
         changes.append(Change(s, cur, opts.state, old, new))
     return img, st, changes, diags, sel
@@ -447,9 +440,8 @@ def _named(name: str, addr: int) -> str:
 
 
 def _pretty(st: States, w: int, pc: int) -> str:
-    """A word in the ABI's register names (capstone names $12 t4 even on n64)."""
-    i = E.decode(w, pc, st.t)
-    return i.pretty(st.t.abi) if i else st.a.disasm(w, pc)
+    """A word for people: the encoder's names, else capstone's disassembly."""
+    return E.pretty_word(w, pc, st.t) or st.a.disasm(w, pc)
 
 
 def _kind_text(s: Site) -> str:
@@ -517,44 +509,46 @@ def staged_images(data: bytes, opts: Options) -> list[bytes]:
 
 
 # ---------------------------------------------------------------- command
-def run_patch(ns) -> int:
+def patch_file(path: str, output: str, opts: Options) -> Report:
+    """`recordpatch patch`: ``path`` with the selected sites in ``opts.state``, written to
+    ``output`` (atomically), or nothing written and the reasons as findings."""
     from ..elf.writer import write_atomic
-    from .pipeline import read_input
+    from .pipeline import decompress, error_result, read_input
 
-    path = ns.input
-    opts = Options(ns.state, ns.trampoline, ns.target, ns.flag_reg, tuple(ns.only or ()),
-                   tuple(ns.exclude or ()))
+    def failed(f: FileReport) -> Report:
+        return Report("patch", [f], {"state": opts.state, "written": False})
+    if os.path.exists(output) and os.path.samefile(path, output):
+        raise UsageError("-o names the input; the input is never modified")
     try:
-        if os.path.exists(ns.output) and os.path.samefile(path, ns.output):
-            print(f"{path}: error: recordpatch: -o names the input; the input is never modified",
-                  file=sys.stderr)
-            return EXIT_USAGE
         data, st_in = read_input(path)
+        data = decompress(path, data)   # a .ko.xz is read; OUT is always uncompressed
         img, st, changes, diags, sel = plan_changes(data, opts)
         if diags:
-            emit(path, diags)
-            print(f"{path}: error: recordpatch: {len(diags)} of {len(sel)} sites not in an expected "
-                  "state; nothing written", file=sys.stderr)
-            return EXIT_FAIL
+            diags.append(Finding(ERROR, "not-written", f"{len(diags)} of {len(sel)} sites not "
+                                 "in an expected state; nothing written"))
+            return failed(FileReport(path, "findings", diags))
         if not changes:
             raise PatchError("no call site selected")
         out = apply(data, img, changes)
-        write_atomic(ns.output, [out], mode=st_in.st_mode)
+        write_atomic(output, [out], mode=st_in.st_mode)
     except (RecordpatchError, E.EncodeError) as e:
-        print(one_line(f"{path}: error: recordpatch: {e}"), file=sys.stderr)
-        return EXIT_FAIL
+        return failed(error_result(path, e))
     except OSError as e:
-        print(f"{path}: error: recordpatch: {e.strerror or e}", file=sys.stderr)
-        return EXIT_FAIL
+        return failed(error_result(path, RecordpatchError(e.strerror or str(e))))
     t = img.t
-    n_changed = sum(ch.old != ch.new for ch in changes)
-    print(f"{ns.output}: {t.name}: {len(changes)} sites to {opts.state} ({n_changed} rewritten), "
-          f"flag register ${st.flag} ({E.reg_name(t.abi, st.flag)} on {t.abi})"
-          + (f", trampoline {_named(st.tramp_name, st.tramp)}" if st.tramp is not None else "")
-          + (f", B' {_named(st.target_name, st.target)}" if opts.state == "redirect" else ""))
-    if ns.verbose:
-        for ch in changes:
-            s = ch.site
-            print(f"  {s.func or '?'} {s.addr:#x} {s.kind}: {ch.old_state} -> {ch.new_state}: "
-                  + "; ".join(_pretty(st, w, s.addr + 4 * i) for i, w in enumerate(ch.new)))
-    return EXIT_OK
+    pads = any(ch.site.kind == "pad" for ch in changes)
+    summary = {"output": output, "target": t.name, "abi": t.abi, "state": opts.state,
+               "sites": len(changes), "rewritten": sum(ch.old != ch.new for ch in changes),
+               # the flag register is written by pad states only, never at -pg sites
+               "flag_reg": st.flag if pads else None,
+               "flag_reg_name": E.reg_name(t.abi, st.flag) if pads else None,
+               "trampoline": (_named(st.tramp_name, st.tramp)
+                              if st.tramp is not None and pads else None),
+               "redirect": (_named(st.target_name, st.target)
+                            if opts.state == "redirect" else None),
+               "written": True}
+    changed = [{"function": ch.site.func, "address": ch.site.addr, "kind": ch.site.kind,
+                "from": ch.old_state, "to": ch.new_state, "words": list(ch.new),
+                "asm": [_pretty(st, w, ch.site.addr + 4 * i) for i, w in enumerate(ch.new)]}
+               for ch in changes]
+    return Report("patch", [FileReport(path, "patched", [], {"changes": changed})], summary)

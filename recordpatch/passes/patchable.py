@@ -24,13 +24,13 @@ import struct
 from collections import Counter
 
 from ..arch import mips
-from ..diag import WARNING, Diagnostic
+from ..diag import WARNING, Finding
 from ..elf import consts as C
 from ..elf.reader import ElfFile
 from ..errors import RecordpatchError
 from ..tuples import named
-
-TABLE = "__patchable_function_entries"
+from .tables import PFE as TABLE
+from .tables import relocatable_entries
 
 
 class Pad(named("Pad", "table slot section section_name offset micro func nops before "
@@ -84,79 +84,34 @@ def _functions(elf: ElfFile) -> dict[int, list]:
     return out
 
 
-def raw_entries(elf: ElfFile):
-    """(table section, slot, target section index, target offset incl. ISA bit, rela, problem)
-    for every word of every `__patchable_function_entries` section."""
-    symtab = elf.symtab
-    word = elf.word
-    mask = (1 << (8 * word)) - 1
-    secs = elf.sections
-    out = []
-    for t in secs:
-        if t.name != TABLE:
-            continue
-        rsec = next((s for s in secs if s.type in (C.SHT_REL, C.SHT_RELA) and s.info == t.index),
-                    None)
-        rela = rsec is not None and rsec.type == C.SHT_RELA
-        relocs = {}
-        if rsec is not None:
-            for r in elf.relocations(rsec):
-                relocs.setdefault(r.offset, []).append(r)
-        data = elf.section_data(t)
-        fmt = elf.endian + ("I" if word == 4 else "Q")
-        if len(data) != t.size:  # SHT_NOBITS: a size but no bytes to read the words from
-            out.append((t, -1, 0, 0, rela, f"{TABLE} has no contents in the file (SHT_NOBITS)"))
-            continue
-        if t.size % word:
-            out.append((t, -1, 0, 0, rela, f"{TABLE} size {t.size} is not a multiple of {word}"))
-        for slot in range(t.size // word):
-            rs = relocs.get(slot * word, [])
-            if len(rs) != 1 or symtab is None:
-                out.append((t, slot, 0, 0, rela, "no relocation" if not rs else
-                            f"{len(rs)} relocations on one entry"))
-                continue
-            r = rs[0]
-            if r.type not in (mips.R_MIPS_32, mips.R_MIPS_64) or r.type2 or r.type3:
-                out.append((t, slot, 0, 0, rela, f"relocation {mips.reloc_name(r.type)} is not "
-                            "an absolute pointer"))
-                continue
-            sym = symtab[r.sym]
-            if not sym.section:
-                out.append((t, slot, 0, 0, rela, f"points at undefined symbol {sym.name or r.sym}"))
-                continue
-            addend = r.addend if r.addend is not None else struct.unpack_from(fmt, data, slot * word)[0]
-            out.append((t, slot, sym.section, (sym.value + addend) & mask, rela, ""))
-    return out
-
-
 def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
     """Validate every entry. ``nops``: the pad size N (None: the object's most common pad);
     ``before``: M, the nops that may legally precede the function symbol."""
     compiler = compiler_of(elf)
     cc = f" [{compiler}]" if compiler else ""
-    diags: list[Diagnostic] = []
+    diags: list[Finding] = []
     funcs = _functions(elf)
     secs = elf.sections
-    raws = raw_entries(elf)
-    rela = any(x[4] for x in raws)
+    raws = relocatable_entries(elf, TABLE)
+    rela = any(x.rela for x in raws)
     # First pass: locate pad, function, nop run.
     found = []
     for t, slot, sec, target, _, problem in raws:
-        where = f"{TABLE}+{slot * elf.word:#x}" if slot >= 0 else TABLE
+        at = slot * elf.word if slot >= 0 else None
         if problem:
-            diags.append(Diagnostic(WARNING, f"entry: {problem}", where))
+            diags.append(Finding(WARNING, "unresolved", problem, TABLE, at))
             continue
         tsec = secs[sec] if 0 < sec < len(secs) else None
         micro = bool(target & 1)
         off = target & ~1
         if tsec is None or off >= tsec.size or tsec.type == C.SHT_NOBITS:
             name = tsec.name if tsec else str(sec)
-            diags.append(Diagnostic(WARNING, f"entry points outside its section ({name}+{off:#x})",
-                                    where))
+            diags.append(Finding(WARNING, "bad-target", "entry points outside its section "
+                                 f"({name}+{off:#x})", TABLE, at))
             continue
         if not tsec.flags & C.SHF_EXECINSTR:
-            diags.append(Diagnostic(WARNING, f"entry points into {tsec.name}+{off:#x}, which is "
-                                    "not an executable section", where))
+            diags.append(Finding(WARNING, "not-executable", f"entry points into {tsec.name}+"
+                                 f"{off:#x}, which is not an executable section", TABLE, at))
             continue
         text = elf.section_data(tsec)
         run = mips.nop_run(text, off, elf.endian, micro)
@@ -166,8 +121,8 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
             # the pad is not in front of (or at) any function symbol
             after = [f for f in funcs.get(sec, ()) if f.value <= off < f.value + max(f.size, 1)]
             inside = f" (inside {after[-1].name}+{off - after[-1].value:#x})" if after else ""
-            diags.append(Diagnostic(WARNING, f"entry points at {tsec.name}+{off:#x}{inside}, "
-                                    "not at a function's pad", where))
+            diags.append(Finding(WARNING, "bad-target", f"entry points at {tsec.name}+"
+                                 f"{off:#x}{inside}, not at a function's pad", TABLE, at))
             continue
         nb = sum(1 for p in run[:-1] if p < func.value - off)
         found.append((t, slot, tsec, off, micro, func, run, nb))
@@ -195,35 +150,36 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
         if micro != fmicro:
             isa = "microMIPS" if fmicro else "MIPS"
             padisa = "microMIPS (nop16, pointer with the ISA bit)" if micro else "MIPS"
-            problems.append(f"pad of {isa} function {fname} in {tsec.name} is in {padisa} mode: "
+            problems.append(("pad-isa", f"pad of {isa} function {fname} in {tsec.name} is in {padisa} mode: "
                             "emitted before the function's `.set (no)micromips`"
                             + (f"; it leaves {fname} at {tsec.name}+{func.value:#x}, not 4-byte "
                                "aligned as MIPS code must be" if not fmicro and func.value & 3
-                               else "") + cc)
+                               else "") + cc))
         if nrun < nops:
-            problems.append(f"pad of {fname} in {tsec.name} has {nrun} nop{'s' * (nrun != 1)}, "
-                            f"expected {nops}")
+            problems.append(("pad-size", f"pad of {fname} in {tsec.name} has {nrun} "
+                             f"nop{'s' * (nrun != 1)}, expected {nops}"))
         if nb != before:
             if nops > before and nb >= nops:
                 pr = True
-                problems.append(pr99217_text(nops, fname, tsec.name) + cc)
+                problems.append(("pr99217", pr99217_text(nops, fname, tsec.name) + cc))
             else:
-                problems.append(f"pad of {fname} in {tsec.name} starts {nb} nop{'s' * (nb != 1)} "
-                                f"before the function, expected {before}")
+                problems.append(("pad-offset", f"pad of {fname} in {tsec.name} starts {nb} "
+                                 f"nop{'s' * (nb != 1)} before the function, expected {before}"))
         if t.flags & C.SHF_LINK_ORDER and t.link != tsec.index:
             # One finding per (table, linked section, code section), not one per entry: a
             # kernel object has dozens of .init.text pads in the table linked to .text.
             misplaced.setdefault((t.index, t.link, tsec.index), []).append(fname)
         k = seen_at.get((tsec.index, off))
         if k is not None:
-            problems.append(f"duplicate entry for {fname} in {tsec.name} (also entry {k})")
+            problems.append(("duplicate", f"duplicate entry for {fname} in {tsec.name} "
+                             f"(also entry {k})"))
         elif seen_fn.get((tsec.index, func.value)) is not None:
-            problems.append(f"second entry for {fname} in {tsec.name} "
-                            f"(also entry {seen_fn[(tsec.index, func.value)]})")
+            problems.append(("duplicate", f"second entry for {fname} in {tsec.name} "
+                             f"(also entry {seen_fn[(tsec.index, func.value)]})"))
         seen_at.setdefault((tsec.index, off), slot)
         seen_fn.setdefault((tsec.index, func.value), slot)
-        for msg in problems:
-            diags.append(Diagnostic(WARNING, msg, fname))
+        for kind, msg in problems:
+            diags.append(Finding(WARNING, kind, msg, function=fname))
         pads.append(Pad(t.index, slot, tsec.index, tsec.name, off, micro, func, nrun, nb,
                         func.value - off, not problems, pr))
     for (_, link, sec), names in misplaced.items():
@@ -232,15 +188,15 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
         what = (f"the entry for {names[0]} (in {secs[sec].name}) stands" if one else
                 f"{len(names)} entries ({', '.join(names[:3])}{', ...' * (len(names) > 3)}) "
                 f"for code in {secs[sec].name} stand")
-        diags.append(Diagnostic(WARNING, f"{what} in a {TABLE} section linked (SHF_LINK_ORDER) "
-                                f"to {other}: --gc-sections keeps or drops {'it' if one else 'them'} "
-                                f"with {other}, not with {secs[sec].name}{cc}",
-                                names[0] if one else ""))
+        diags.append(Finding(WARNING, "link-order", f"{what} in a {TABLE} section linked "
+                             f"(SHF_LINK_ORDER) to {other}: --gc-sections keeps or drops "
+                             f"{'it' if one else 'them'} with {other}, not with "
+                             f"{secs[sec].name}{cc}", function=names[0] if one else ""))
     diags.extend(_missing(elf, funcs, pads, nops, before, cc))
     return PatchPlan(pads, nops, before, compiler, diags, rela)
 
 
-def _missing(elf: ElfFile, funcs, pads, nops: int, before: int, cc: str) -> list[Diagnostic]:
+def _missing(elf: ElfFile, funcs, pads, nops: int, before: int, cc: str) -> list[Finding]:
     """Functions in sections that have pads, with a pad-shaped nop run but no entry."""
     if not pads or nops <= 0:
         return []
@@ -264,13 +220,13 @@ def _missing(elf: ElfFile, funcs, pads, nops: int, before: int, cc: str) -> list
                 continue
             run = mips.nop_run(text, start, elf.endian, micro)
             if len(run) - 1 >= nops:
-                out.append(Diagnostic(WARNING, f"{f.name} in {s.name} has a {nops}-nop pad but no "
-                                      f"{TABLE} entry{cc}", f.name))
+                out.append(Finding(WARNING, "missing", f"{f.name} in {s.name} has a {nops}-nop "
+                                   f"pad but no {TABLE} entry{cc}", function=f.name))
     return out
 
 
 # ---------------------------------------------------------------- repair (PR99217)
-def repair(elf: ElfFile, pp: PatchPlan) -> tuple[bytes, list[Diagnostic], int]:
+def repair(elf: ElfFile, pp: PatchPlan) -> tuple[bytes, list[Finding], int]:
     """Make each PR99217 pad its function's entry: the function symbols (value and size)
     move to the pad start, and every reference to the old entry (relocations against the
     section symbol or the function whose target is the old start: REL fields or RELA
@@ -301,8 +257,9 @@ def repair(elf: ElfFile, pp: PatchPlan) -> tuple[bytes, list[Diagnostic], int]:
                 struct.pack_into(e + "II", buf, base + 4, new, sym.size + sym.value - new)
             else:
                 struct.pack_into(e + "QQ", buf, base + 8, new, sym.size + sym.value - new)
-            diags.append(Diagnostic(NOTE, f"entry moved from {elf.sections[sym.section].name}+"
-                                    f"{sym.value:#x} to the pad at +{new:#x}", sym.name))
+            diags.append(Finding(NOTE, "repaired", f"entry moved from "
+                                 f"{elf.sections[sym.section].name}+{sym.value:#x} to the pad "
+                                 f"at +{new:#x}", function=sym.name))
     # 2. relocations
     for rs in elf.sections:
         if rs.type not in (C.SHT_REL, C.SHT_RELA) or rs.link != symtab.section.index:
@@ -390,11 +347,6 @@ def _repair_relocs(elf, buf, rs, moves, moved_syms) -> None:
                   where)
 
 
-def _sext16(v: int) -> int:
-    v &= 0xFFFF
-    return v - 0x10000 if v & 0x8000 else v
-
-
 def _repair_hi_lo(relocs, symbol, relevant, remap, new_value, word_at, put_word, size,
                   where) -> None:
     """REL %hi/%lo halves, paired the way GNU ld pairs them (bfd/elfxx-mips.c,
@@ -423,7 +375,7 @@ def _repair_hi_lo(relocs, symbol, relevant, remap, new_value, word_at, put_word,
         if not relevant(symbol(h.sym)):
             continue
         a = ((mips.rel_addend(mips.R_MIPS_HI16, word_at(h.offset)) << 16)
-             + _sext16(word_at(lo.offset)))
+             + mips.sext(word_at(lo.offset), 16))
         ahl[id(h)] = a
         known.setdefault(h.sym, set()).add(a)
     new_lo: dict[int, int] = {}     # id(lo) -> its new 16 bits
@@ -432,7 +384,7 @@ def _repair_hi_lo(relocs, symbol, relevant, remap, new_value, word_at, put_word,
         if not relevant(sym):
             continue
         lw = word_at(lo.offset)
-        lv = _sext16(lw)
+        lv = mips.sext(lw, 16)
         hs = his_of.get(id(lo))
         if hs:
             cands = {ahl[id(h)] for h in hs}
@@ -460,7 +412,7 @@ def _repair_hi_lo(relocs, symbol, relevant, remap, new_value, word_at, put_word,
         if (new - nl) & 0xFFFF:
             raise RecordpatchError(f"cannot repair: a %hi ({where(h)}) and the %lo it pairs "
                                    "with move differently")
-        nh = ((new - _sext16(nl)) >> 16) & 0xFFFF
+        nh = ((new - mips.sext(nl, 16)) >> 16) & 0xFFFF
         hw = word_at(h.offset)
         if hw & 0xFFFF != nh:
             put_word(h.offset, (hw & ~0xFFFF) | nh)

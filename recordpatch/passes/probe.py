@@ -17,15 +17,15 @@ function entry); exit 0 only if none does.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 
-from ..errors import EXIT_FAIL, EXIT_OK, RecordpatchError
+from ..diag import ERROR, WARNING, Finding
+from ..errors import RecordpatchError
+from ..results import FileReport, Report
 
 SOURCE = """\
 extern int probe_ext(int x);
@@ -177,26 +177,16 @@ def _defects_from(pp, defect, fatal_isa: bool) -> None:
         defect("pads", True, "; ".join(msgs) or f"invalid pad for {other[0].func.name}")
 
 
-def run_probe(ns) -> int:
-    cc = ns.cc
-    if shutil.which(cc) is None and not os.path.exists(cc):
-        print(f"{cc}: error: recordpatch: probe-cc: compiler not found", file=sys.stderr)
-        return EXIT_FAIL
+def probe_cc(cc: str, flags: list[str]) -> Report:
+    """`recordpatch probe-cc`: the probe as a Report (one "file": the compiler)."""
     try:
-        rep = probe(cc, ns.flags)
+        if shutil.which(cc) is None and not os.path.exists(cc):
+            raise RecordpatchError("compiler not found")
+        rep = probe(cc, flags)
     except RecordpatchError as exc:
-        print(f"{cc}: error: recordpatch: probe-cc: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    if ns.json:
-        json.dump(rep, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        for d in rep["defects"]:
-            level = "error" if d["fatal"] else "warning"
-            print(f"{cc}: {level}: recordpatch: probe-cc: [{d['id']}] {d['message']}",
-                  file=sys.stderr)
-        what = " ".join(rep["flags"] + rep["added_flags"])
-        verdict = "usable" if rep["usable"] else "NOT usable"
-        print(f"{cc} {what}: {verdict} for MIPS patchable function entries"
-              + (f" ({rep['compiler']})" if rep["compiler"] else ""))
-    return EXIT_OK if rep["usable"] else EXIT_FAIL
+        return Report("probe-cc", [FileReport(cc, "error", [Finding(
+            ERROR, "error", f"probe-cc: {exc}")], {"error": str(exc)})], {"usable": False})
+    found = [Finding(ERROR if d["fatal"] else WARNING, d["id"],
+                     f"probe-cc: [{d['id']}] {d['message']}") for d in rep["defects"]]
+    status = "usable" if rep["usable"] else "unusable"
+    return Report("probe-cc", [FileReport(cc, status, found, rep)], {"usable": rep["usable"]})

@@ -31,16 +31,16 @@ from itertools import compress, repeat
 from operator import and_, itemgetter, not_, or_, rshift, sub
 
 from ..arch import mips
-from ..diag import ERROR, NOTE, WARNING, Diagnostic
+from ..diag import ERROR, NOTE, WARNING, Finding
 from ..elf import consts as C
 from ..elf.reader import ElfFile
 from ..elf.writer import NewRef, NewSection
 from ..errors import RecordpatchError, UnsupportedError
 from ..tuples import named
+from .tables import MCOUNT as TABLE
 
 _HOST = "<" if sys.byteorder == "little" else ">"
 MCOUNT = "_mcount"
-TABLE = "__mcount_loc"
 MCOUNTED_NAMES = frozenset({
     ".init.text", ".ref.text", ".sched.text", ".spinlock.text", ".irqentry.text",
     ".softirqentry.text", ".kprobes.text", ".cpuidle.text",
@@ -157,6 +157,8 @@ def _kernel_calls(text, offs: list[int], types: list[int], endian: str) -> list[
 
     Made on whole lists with C-level iterators (a vmlinux.o's .text has ~23k sites)."""
     last = len(text) - 4
+    # map(and_, offs, repeat(3)) is `[o & 3 for o in offs]` run by C: operator functions
+    # over repeat() replace per-site Python lambdas and loops throughout this function
     if min(offs) < 8 or max(offs) > last or any(map(and_, offs, repeat(3))):
         usable = [8 <= o <= last and not o & 3 for o in offs]
         if not any(usable):
@@ -217,7 +219,6 @@ def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignor
         if typ == mips.R_MIPS_LO16 and off in paired:
             continue
         v = mips.classify(word, off, typ, lo16)
-        where = f"{name}+{off:#x}"
         if not v.site:
             r = mips.refused_call(word, half, off, typ, refs)
             if r is not None:
@@ -225,23 +226,24 @@ def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignor
                     spans[r.pair] = off
                     if counted:
                         refused.append(Refused(index, name, off, r.pair, r.reason))
-                    diags.append(Diagnostic(NOTE, "call to _mcount the kernel cannot patch, "
-                                            f"not recorded: {r.reason}", where))
+                    diags.append(Finding(NOTE, "unpatchable", "call to _mcount the kernel "
+                                         f"cannot patch, not recorded: {r.reason}", name, off))
             elif not any(a <= off <= b for b, a in spans.items()):
-                diags.append(Diagnostic(NOTE, f"{NOT_A_CALL if counted else 'not a call'}, "
-                                        f"not recorded: {v.reason}", where))
+                diags.append(Finding(NOTE, NOT_A_CALL if counted else "not-a-call-untraced",
+                                     f"{NOT_A_CALL_TEXT if counted else 'not a call'}, "
+                                     f"not recorded: {v.reason}", name, off))
             continue
         if v.pair >= 0:
             paired.add(v.pair)
         if v.reason:
-            diags.append(Diagnostic(WARNING, v.reason, where))
+            diags.append(Finding(WARNING, "odd-site", v.reason, name, off))
         if counted:
             found.append((k, off, v.kind))
         else:
             ignored.append(Site(index, name, off, v.kind))
             if warn_ignored:
-                diags.append(Diagnostic(WARNING, f"section {name} has mcount callers "
-                                        "that ftrace ignores", where))
+                diags.append(Finding(WARNING, "untraced-section", f"section {name} has "
+                                     "mcount callers that ftrace ignores", name, off))
     if fast is None:
         return [f[1] for f in found], [f[2] for f in found]
     if not found:   # the hits left over were not calls (address loads, in a vmlinux.o)
@@ -255,7 +257,7 @@ def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignor
 
 def _scan(elf: ElfFile, warn_ignored: bool = False):
     """(site groups, ignored sites, rela flavour, diagnostics, refused calls) of an object."""
-    diags: list[Diagnostic] = []
+    diags: list[Finding] = []
     groups: list[SiteGroup] = []
     ignored: list[Site] = []
     refused: list[Refused] = []
@@ -292,18 +294,20 @@ def find_sites(elf: ElfFile, warn_ignored: bool = False):
     return sites, ignored, rela, diags, refused
 
 
-#: The -w note for a reference to _mcount in a traced section that is not a call: the
-#: reference records every such relocation (in a vmlinux.o, ftrace's own address loads).
-NOT_A_CALL = "not a call (recordmcount would record it)"
+#: The kind of the -w note for a reference to _mcount in a traced section that is not a
+#: call: the reference records every such relocation (in a vmlinux.o, ftrace's own
+#: address loads).
+NOT_A_CALL = "not-a-call"
+NOT_A_CALL_TEXT = "not a call (recordmcount would record it)"
 
 
-def not_a_call_summary(diags) -> Diagnostic | None:
+def not_a_call_summary(diags) -> Finding | None:
     """The default warning for what recordpatch leaves out and the reference records."""
-    n = sum(1 for d in diags if d.level == NOTE and d.message.startswith(NOT_A_CALL))
+    n = sum(1 for d in diags if d.kind == NOT_A_CALL)
     if not n:
         return None
     many = n != 1
-    return Diagnostic(WARNING, f"{n} reference{'s' * many} to _mcount in traced sections "
+    return Finding(WARNING, "not-calls", f"{n} reference{'s' * many} to _mcount in traced sections "
                       f"{'are not calls' if many else 'is not a call'} and not recorded; Linux "
                       f"6.1's recordmcount records {'them' if many else 'it'} as call sites "
                       "(ftrace would then patch that code); -w lists them")
@@ -354,14 +358,14 @@ def plan(elf: ElfFile, warn_ignored: bool = False, quirks: bool = False) -> Reco
     """
     abi = check_mips_rel(elf)
     if already_recorded(elf):
-        return RecordPlan(abi, False, [], [], [Diagnostic(
-            WARNING, f"{TABLE} already exists; file left unchanged")], True, [])
+        return RecordPlan(abi, False, [], [], [Finding(
+            WARNING, "already", f"{TABLE} already exists; file left unchanged")], True, [])
     groups, ignored, rela, diags, refused = _scan(elf, warn_ignored)
     loads = not_a_call_summary(diags)
     if loads is not None:
         diags.append(loads)
     if refused:
-        diags.append(Diagnostic(ERROR, refusal(refused)))
+        diags.append(Finding(ERROR, "unpatchable", refusal(refused)))
         return RecordPlan(abi, bool(rela), [], ignored, diags, False, [], refused)
     if groups and (quirks or warn_ignored):
         drops = set(reference_drops(elf))
@@ -369,11 +373,11 @@ def plan(elf: ElfFile, warn_ignored: bool = False, quirks: bool = False) -> Reco
         for g in groups:
             hit = [off for off in g.offsets if (g.section, off) in drops]
             for off in hit:
-                diags.append(Diagnostic(NOTE, "left out, as recordmcount leaves it out "
-                                        "(--reference-quirks)" if quirks else
-                                        "recordmcount would leave this call out (its +4 filter "
-                                        "carries over from the previous section)",
-                                        f"{g.section_name}+{off:#x}"))
+                diags.append(Finding(NOTE, "reference-drop", "left out, as recordmcount "
+                                     "leaves it out (--reference-quirks)" if quirks else
+                                     "recordmcount would leave this call out (its +4 filter "
+                                     "carries over from the previous section)",
+                                     g.section_name, off))
             if quirks and hit:
                 pairs = [(o, k) for o, k in zip(g.offsets, g.kinds) if (g.section, o) not in drops]
                 g = g._replace(offsets=[o for o, _ in pairs], kinds=[k for _, k in pairs])
@@ -415,9 +419,10 @@ def _plan_with_section_symbols(elf: ElfFile, missing: list[SiteGroup],
     grown = ElfFile(b"".join(add_section_symbols(elf, [g.section for g in missing])))
     p = plan(grown, warn_ignored)
     p.elf = grown
-    p.diagnostics.extend(Diagnostic(NOTE, "only weak symbols here: added a local section "
-                                    "symbol to relocate its entries against (recordmcount "
-                                    "fails on this object)", g.section_name) for g in missing)
+    p.diagnostics.extend(Finding(NOTE, "section-symbol", "only weak symbols here: added a "
+                                 "local section symbol to relocate its entries against "
+                                 "(recordmcount fails on this object)", g.section_name)
+                         for g in missing)
     return p
 
 

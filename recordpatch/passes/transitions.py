@@ -28,6 +28,7 @@ import itertools
 
 from ..arch import encode as E
 from ..arch.encode import Target
+from ..results import Report
 from ..tuples import named
 
 # ---------------------------------------------------------------- the model's addresses
@@ -337,9 +338,7 @@ def analyse_pair(m: Machine, old, new, labels):
 
 
 def _pretty(w: int, pc: int, t: Target) -> str:
-    """The word in the ABI's register names (capstone names $12 t4 even on n64)."""
-    i = E.decode(w, pc, t)
-    return i.pretty(t.abi) if i else f".word {w:#010x}"
+    return E.pretty_word(w, pc, t) or f".word {w:#010x}"
 
 
 def _trace_text(trace) -> str:
@@ -358,11 +357,8 @@ def verify_transitions(t: Target, flag: int | None = None, model: str = "preempt
            "addresses": {"pad": PAD, "trampoline": TRAMP, "_mcount": MCOUNT,
                          "ftrace_caller": FCALLER, "redirect": REDIRECT},
            "families": []}
-    warnings = []
-    if flag in E.ARG_REGS[t.abi]:
-        warnings.append(f"flag register ${flag} is {E.reg_name(t.abi, flag)}, an argument register on "
-                        f"{t.abi}: the pad overwrites an argument")
-    out["warnings"] = warnings
+    hazard = E.flag_reg_hazard(flag, t.abi)
+    out["warnings"] = [hazard] if hazard else []
     for fam in families(t, flag).values():
         words = {name: a.encode_all(insns, PAD) for name, insns in fam.states.items()}
         n = len(next(iter(words.values())))
@@ -376,7 +372,7 @@ def verify_transitions(t: Target, flag: int | None = None, model: str = "preempt
             normal = m.runs([ws])
             hazards = sorted({m.describe(b) for b in m.runs([ws], delay_interrupt=True)}
                              - {m.describe(b) for b in normal})
-            states.append({"name": name, "words": [f"{w:#010x}" for w in ws],
+            states.append({"name": name, "words": list(ws),
                            "asm": [_pretty(w, PAD + 4 * i, t) for i, w in enumerate(ws)],
                            "capstone": [a.disasm(w, PAD + 4 * i) for i, w in enumerate(ws)],
                            "behaviour": sorted(m.describe(b) for b in normal),
@@ -396,61 +392,15 @@ def verify_transitions(t: Target, flag: int | None = None, model: str = "preempt
     return out
 
 
-def render_text(d: dict) -> str:
-    lines = [f"{d['target']}: flag register ${d['flag_reg']} ({d['flag_reg_name']}), trampoline "
-             f"{d['addresses']['trampoline']:#x}, pad at {d['addresses']['pad']:#x}",
-             f"model {d['model']}: {d['model_description']}"]
-    for w in d["warnings"]:
-        lines.append(f"warning: {w}")
-    for fam in d["families"]:
-        lines.append("")
-        lines.append(f"== {fam['name']}: {fam['description']}")
-        for s in fam["states"]:
-            lines.append(f"  {s['name']:<12} " + " | ".join(f"{w} {x}" for w, x in zip(s["words"], s["asm"])))
-            for b in s["behaviour"]:
-                lines.append(f"  {'':<12}   runs: {b}")
-            for h in s["delay_slot_hazards"]:
-                lines.append(f"  {'':<12}   hazard (interrupt in a delay slot): {h}")
-        lines.append(f"  {'from':<12} {'to':<12} {'plan':<7} writes in order")
-        for p in fam["plans"]:
-            if p["safe"]:
-                steps = ", ".join(f"+{s['offset']} <- {s['new']}" for s in p["steps"]) or "(same words)"
-                lines.append(f"  {p['from']:<12} {p['to']:<12} {'safe':<7} {steps}")
-            else:
-                lines.append(f"  {p['from']:<12} {p['to']:<12} {'UNSAFE':<7} {p['reason']}")
-    return "\n".join(lines) + "\n"
+def verify(abi: str = "o32", endian: str = "big", r6: bool = False, flag_reg: str | None = None,
+           model: str = "preempt") -> Report:
+    """`recordpatch verify --transitions`: the analysis is the summary (unsafe plans are
+    findings about the design, not failures of the command: it exits 0)."""
+    from ..errors import RecordpatchError, UsageError
 
-
-def run_verify(ns) -> int:
-    """`recordpatch verify --transitions`: exit 0 (the analysis is the output; unsafe plans
-    are findings about the design, not failures of the command)."""
-    import json
-    import sys
-
-    from ..errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, RecordpatchError
-
-    t = Target(ns.abi, ns.endian == "big", ns.r6)
-    flag = None
-    if ns.flag_reg is not None:
-        try:
-            flag = E.parse_reg(ns.flag_reg, t.abi)
-        except RecordpatchError as e:
-            print(f"recordpatch: error: --flag-reg: {e}", file=sys.stderr)
-            return EXIT_USAGE
-        if flag in (0, E.REG_AT, E.REG_SP, E.REG_RA):
-            print(f"recordpatch: error: --flag-reg: ${flag} cannot be the flag register",
-                  file=sys.stderr)
-            return EXIT_USAGE
+    t = Target(abi, endian == "big", r6)
     try:
-        d = verify_transitions(t, flag, ns.model)
+        flag = E.flag_reg(flag_reg, t.abi)
     except RecordpatchError as e:
-        print(f"recordpatch: error: {e}", file=sys.stderr)
-        return EXIT_FAIL
-    if ns.json:
-        json.dump(d, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_text(d))
-    for w in d["warnings"]:
-        print(f"recordpatch: warning: {w}", file=sys.stderr)
-    return EXIT_OK
+        raise UsageError(f"--flag-reg: {e}") from None
+    return Report("verify", [], verify_transitions(t, flag, model))
