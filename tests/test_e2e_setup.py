@@ -1,5 +1,5 @@
 """kernel/e2e-setup.sh (sourced by kernel/e2e.sh): on a fresh Debian machine `make kernel-e2e`
-installs what the variant needs. Checked with E2E_SETUP_DRYRUN=1 and a `dpkg` that knows no
+installs what the variant needs. Checked with E2E_SETUP_DRYRUN=1 and a `dpkg-query` that knows no
 package (a fresh machine) or every package; the expected names are Debian's package names."""
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ CROSS = {"mipsel": {"gcc-mipsel-linux-gnu", "binutils-mipsel-linux-gnu"},
 
 
 def dry_run(tmp: Path, known: bool, **env):
-    """kernel/e2e.sh up to its set-up, with stub dpkg and python3 (fresh machine unless known)."""
+    """kernel/e2e.sh up to its set-up, with stub dpkg-query and python3 (fresh machine unless known)."""
     stubs = tmp / "bin"
     stubs.mkdir(exist_ok=True)
-    for tool in ("dpkg", "python3"):
-        (stubs / tool).write_text(f"#!/bin/sh\nexit {0 if known else 1}\n")
+    # dpkg-query prints the status the set-up reads ("install ok installed" when known)
+    stub = {"dpkg-query": "printf 'install ok installed'" if known else "exit 1",
+            "python3": f"exit {0 if known else 1}"}
+    for tool, body in stub.items():
+        (stubs / tool).write_text(f"#!/bin/sh\n{body}\n")
         (stubs / tool).chmod(0o755)
     e = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", WORK=str(tmp / "work"),
              E2E_SETUP_ONLY="1", E2E_SETUP_DRYRUN="1", **env)
