@@ -229,8 +229,13 @@ def _scan_section(elf, rs, tgt, offs, types, counted, warn_ignored, diags, ignor
                     diags.append(Finding(NOTE, "unpatchable", "call to _mcount the kernel "
                                          f"cannot patch, not recorded: {r.reason}", name, off))
             elif not any(a <= off <= b for b, a in spans.items()):
-                diags.append(Finding(NOTE, NOT_A_CALL if counted else "not-a-call-untraced",
-                                     f"{NOT_A_CALL_TEXT if counted else 'not a call'}, "
+                # the reference skips a reference 4 bytes after the one before it (its %lo
+                # filter, recordmcount.h MIPS_is_fake_mcount): the %lo of an address load
+                theirs = counted and not (k and off - offs[k - 1] == 4)
+                kind = (NOT_A_CALL if theirs else
+                        "not-a-call-reference-skips" if counted else "not-a-call-untraced")
+                diags.append(Finding(NOTE, kind,
+                                     f"{NOT_A_CALL_TEXT if theirs else 'not a call'}, "
                                      f"not recorded: {v.reason}", name, off))
             continue
         if v.pair >= 0:
