@@ -224,20 +224,27 @@ step_norepair() {
 }
 
 # --- boot ----------------------------------------------------------------------------------------
-boot_one() {  # variant dir
-    local d=$1 sha t0 rc=0
-    sha=$(sha256sum "$d/vmlinux" | cut -c1-64)
-    if [ -f "$d/console.log" ] && [ "$(cat "$d/console.sha" 2>/dev/null)" = "$sha" ] && ! redo boot; then
-        log "boot: reusing $d/console.log"
-    else
-        log "boot: $QEMU -M malta $d/vmlinux (timeout $BOOT_TIMEOUT s)"
-        t0=$SECONDS
-        # shellcheck disable=SC2086
-        timeout "$BOOT_TIMEOUT" $QEMU -M malta -m 256 -kernel "$d/vmlinux" -nographic -no-reboot \
-            -append "console=ttyS0 panic=1" < /dev/null > "$d/console.log" 2>&1 || rc=$?
-        echo "rc=$rc secs=$((SECONDS - t0))" > "$d/boot.txt"
-        echo "$sha" > "$d/console.sha"
+# qemu_boot STEP DIR APPEND [INITRD]: boot DIR/vmlinux (with INITRD) into DIR/console.log,
+# DIR/boot.txt (exit code, seconds); a log made from the same inputs is reused unless REDO=STEP.
+qemu_boot() {
+    local step=$1 d=$2 append=$3 initrd=${4:-} sha t0 rc=0
+    sha=$(cat "$d/vmlinux" ${initrd:+"$initrd"} | sha256sum | cut -c1-64)
+    if [ -f "$d/console.log" ] && [ "$(cat "$d/console.sha" 2>/dev/null)" = "$sha" ] && ! redo "$step"; then
+        log "$step: reusing $d/console.log"
+        return 0
     fi
+    log "$step: $QEMU -M malta $d/vmlinux${initrd:+ -initrd $initrd} (timeout $BOOT_TIMEOUT s)"
+    t0=$SECONDS
+    # shellcheck disable=SC2086
+    timeout "$BOOT_TIMEOUT" $QEMU -M malta -m 256 -kernel "$d/vmlinux" ${initrd:+-initrd "$initrd"} \
+        -nographic -no-reboot -append "$append" < /dev/null > "$d/console.log" 2>&1 || rc=$?
+    echo "rc=$rc secs=$((SECONDS - t0))" > "$d/boot.txt"
+    echo "$sha" > "$d/console.sha"
+}
+
+boot_one() {  # variant dir
+    local d=$1
+    qemu_boot boot "$d" "console=ttyS0 panic=1"
     "$PY" "$HERE/console_summary.py" "$d/console.log" > "$d/selftest.txt"
     grep -h -E 'ftrace: [0-9]+ pads|stands before its label|ftrace failed|ftrace_regs_caller at' "$d/console.log" \
         | sed 's/^\[[ 0-9.]*\] //' >> "$d/selftest.txt" || true
@@ -255,7 +262,7 @@ step_boot() {
 # it loads the module, filters dev_get_stats (built in) and dummy_get_stats64 (the module), runs
 # the function and function_graph tracers over reads of /proc/net/dev and prints the trace.
 step_trace() {
-    local d=$OUT/trace ko=$O/drivers/net/dummy.ko t0 rc=0 sha
+    local d=$OUT/trace ko=$O/drivers/net/dummy.ko rc=0
     mkdir -p "$d"
     [ -f "$ko" ] || { echo "trace: $ko not built (MODULES=1 builds it)" >&2; exit 1; }
     "${CROSS_COMPILE}gcc" -static -Os -Wall -o "$d/init" "$PFE/trace-init.c"
@@ -263,19 +270,7 @@ step_trace() {
     printf '%s\n' 'dir /dev 0755 0 0' 'nod /dev/console 0600 0 0 c 5 1' \
         "file /init $d/init 0755 0 0" "file /dummy.ko $ko 0644 0 0" > "$d/initramfs.list"
     "$O/usr/gen_init_cpio" "$d/initramfs.list" > "$d/initramfs.cpio"
-    sha=$(cat "$d/vmlinux" "$d/initramfs.cpio" | sha256sum | cut -c1-64)
-    if [ -f "$d/console.log" ] && [ "$(cat "$d/console.sha" 2>/dev/null)" = "$sha" ] && ! redo trace; then
-        log "trace: reusing $d/console.log"
-    else
-        log "trace: $QEMU -M malta vmlinux -initrd initramfs.cpio (timeout $BOOT_TIMEOUT s)"
-        t0=$SECONDS
-        # shellcheck disable=SC2086
-        timeout "$BOOT_TIMEOUT" $QEMU -M malta -m 256 -kernel "$d/vmlinux" -initrd "$d/initramfs.cpio" \
-            -nographic -no-reboot -append "console=ttyS0 panic=1 rdinit=/init" \
-            < /dev/null > "$d/console.log" 2>&1 || rc=$?
-        echo "rc=$rc secs=$((SECONDS - t0))" > "$d/boot.txt"
-        echo "$sha" > "$d/console.sha"
-    fi
+    qemu_boot trace "$d" "console=ttyS0 panic=1 rdinit=/init" "$d/initramfs.cpio"
     "$PY" "$HERE/trace_summary.py" "$d/console.log" > "$d/result.txt" || rc=$?
     log "trace: $(cat "$d/boot.txt"); $(tail -1 "$d/result.txt")"
     [ "$rc" = 0 ] || { cat "$d/result.txt" >&2; exit 1; }
