@@ -49,8 +49,13 @@ e2e_estimate() {  # measured on 2 shared cores (docs/kernel-e2e.md); the first r
 e2e_setup() {
     [ "${E2E_SETUP:-1}" = 1 ] || return 0
     e2e_estimate
+    # shellcheck disable=SC2046
+    e2e_install $(e2e_packages | sort -u)
+}
+
+e2e_install() {  # PKG...: apt-get install the ones not installed (also kernel/pfe-e2e.sh)
     local p missing=()
-    for p in $(e2e_packages | sort -u); do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q ' installed$' || missing+=("$p")
     done
     [ ${#missing[@]} -gt 0 ] || return 0

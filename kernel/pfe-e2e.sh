@@ -76,16 +76,10 @@ rp_version() {
 # --- set-up: packages, source tree, configuration ------------------------------------------------
 setup() {
     local pkgs=(make xz-utils bc flex bison libssl-dev libelf-dev cpio time python3
-                linux-source-6.1 qemu-system-mips ipxe-qemu seabios gcc-$PKG binutils-$PKG) missing=() p
-    # dpkg-query, not dpkg -s: a removed package whose configuration files remain passes dpkg -s
-    for p in "${pkgs[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q ' installed$' || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        log "installing ${missing[*]}"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+                linux-source-6.1 qemu-system-mips ipxe-qemu seabios gcc-$PKG binutils-$PKG) p
+    # shellcheck source=kernel/e2e-setup.sh
+    . "$HERE/e2e-setup.sh"
+    e2e_install "${pkgs[@]}"
     [ -x "$RECORDPATCH" ] || make -C "$MAIN" venv >/dev/null
     local patches=("$PFE"/0*.patch "$PFE/recordpatch-pfe-hook.patch")
     if [ ! -f "$TREE/Makefile" ]; then
