@@ -362,11 +362,17 @@ step_quirks() {
 #   whole .ko   each built module with its table stripped, recorded by recordpatch in one process:
 #               its sites must be the reference's (the union of the per-object tables ld -r merged)
 #   audit       `recordpatch audit` of the built modules (read-only; every entry a real call site)
+#   hook        the same objects, unrecorded, linked again with the hook patch: Kbuild records
+#               each .ko once (modules_hook)
 step_modules() {
     local d=$OUT/modules
     if [ -f "$d/build.secs" ] && ! redo modules; then
         log "modules: reusing the build in $d"
     else
+        # a second build must compile the module objects again, or the wrapper sees none
+        if [ -d "$MODCORPUS" ]; then
+            (cd "$MODCORPUS" && find . -name '*.o' -print0) | (cd "$TREE" && xargs -0 rm -f)
+        fi
         rm -rf "$d" "$MODCORPUS"; mkdir -p "$d" "$MODCORPUS"
         hook_patch revert
         check_wrapper
@@ -406,6 +412,42 @@ step_modules() {
     log "modules: recordpatch audit of the built modules: exit $rc, $("$PY" -c 'import json,sys
 r = json.load(open(sys.argv[1])); s = r.get("summary", r)
 print(", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, (dict, list))))' "$d/audit.json" 2>/dev/null || echo "see $d/audit.json")"
+}
+
+# The hook for modules (kernel/recordpatch-vmlinux-hook-<version>.patch, scripts/Makefile.modfinal):
+# the module objects as compiled put back unrecorded, `make modules RECORDPATCH=...`; Kbuild links
+# each .ko (ld -r of the module and its .mod.o) and runs `$RECORDPATCH <module>.ko` once on it.
+# The wrapper logs every per-object recorder call Kbuild makes: none is expected. Each .ko's table
+# is compared with the reference build's (the union of its per-object tables) and audited.
+modules_hook() {
+    local d=$OUT/modules h=$OUT/modules/hook
+    rm -rf "$h"; mkdir -p "$h/ko"
+    check_wrapper
+    log "modules hook: module objects put back unrecorded, make modules RECORDPATCH=... (log: $h/build.log)"
+    copy_objects "$MODCORPUS" "$TREE"
+    hook_patch apply
+    trap 'hook_patch revert' EXIT
+    local t0=$SECONDS
+    # each `$(RECORDPATCH) <module>.ko` appends "wall user system" seconds to hook.times
+    E2E_ARGLOG=$h/args.log E2E_RECORD=$SHIM \
+        mk modules RECORDPATCH="/usr/bin/time -f '%e %U %S' -a -o $h/hook.times $RECORDPATCH" \
+        > "$h/build.log" 2>&1 || { tail -20 "$h/build.log"; exit 1; }
+    echo "$((SECONDS - t0))" > "$h/build.secs"
+    hook_patch revert
+    trap - EXIT
+    check_wrapper
+    touch "$h/args.log" "$h/hook.times"
+    (cd "$TREE" && xargs cp --parents -t "$h/ko") < "$d/ko.list"
+    log "modules hook: per-object recordmcount calls: $(wc -l < "$h/args.log"), .ko recorded:" \
+        "$(wc -l < "$h/hook.times") in $(awk '{w += $1; c += $2 + $3} END {printf "%.1f s wall, %.1f s CPU", w, c}' \
+        "$h/hook.times"), make $(cat "$h/build.secs") s"
+    xargs "$PY" "$HERE/mcount_table.py" kodiff "$d/ko" "$h/ko" < "$d/ko.list" > "$h/kodiff.txt"
+    log "modules hook: each .ko vs the reference build's: $(tail -1 "$h/kodiff.txt")"
+    local rc=0
+    "$RECORDPATCH" audit --json "$h/ko" > "$h/audit.json" 2> "$h/audit.err" || rc=$?
+    log "modules hook: recordpatch audit of the hook-built modules: exit $rc, $("$PY" -c 'import json,sys
+s = json.load(open(sys.argv[1]))["summary"]
+print(", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, (dict, list))))' "$h/audit.json" 2>/dev/null || echo "see $h/audit.json")"
 }
 
 # --- fixedref: the reference with its +4 filter kept within one section ----------------------
@@ -516,7 +558,7 @@ want C && step_C
 want controls && step_controls
 want quirks && step_quirks
 want compare && step_compare
-want modules && step_modules
+want modules && { step_modules; modules_hook; }
 want fixedref && step_fixedref
 if want boot && [ "$BOOT" = 1 ]; then step_boot; fi
 log "done; results in $OUT"

@@ -7,8 +7,9 @@
 # dropin: recordpatch replaces $(KDIR)/scripts/recordmcount; Kbuild runs it once per -pg object.
 # hook:   applies kernel/recordpatch-vmlinux-hook-<VERSION.PATCHLEVEL>.patch (once; the version is
 #         read from $(KDIR)/Makefile, KERNEL_VERSION=6.12 overrides) and builds with RECORDPATCH set:
-#         built-in objects stay unrecorded, `recordpatch vmlinux.o` records the whole kernel once,
-#         and vmlinux is linked from vmlinux.o. Module objects are still recorded one by one.
+#         no object is recorded, `recordpatch vmlinux.o` records the whole kernel once (vmlinux is
+#         linked from vmlinux.o) and `recordpatch <module>.ko` each module once it is linked
+#         (KBUILD_TARGETS="vmlinux modules"): no per-object recorder runs at all.
 # Switching a tree between the two modes needs `make clean` (objects keep what they were built with).
 # KBUILD_TARGETS defaults to vmlinux; add modules etc. as needed.
 
