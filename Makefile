@@ -82,6 +82,18 @@ kernel-e2e:
 	$(KERNEL_E2E_ENV) E2E_SETUP=0 RECORDPATCH=$(abspath $(RP)) \
 	  bash kernel/$(if $(KERNEL_E2E_PFE),pfe-e2e.sh,e2e.sh)
 
+# Whole-build cost (issue 14): a tree of its own built from clean (`make vmlinux modules`) with
+# the reference recordmcount, recordpatch's drop-in and the hook, COST_RUNS rounds interleaved,
+# wall and CPU seconds; then each per-object recorder alone on the objects `make kernel-e2e`
+# (with STEPS=modules) kept for the same target. kernel/build-cost.sh; docs/benchmarks.md.
+# ~17 min per build on 2 cores (6.12 mipsel): ~1 h 45 min for COST_RUNS=2.
+COST_RUNS ?= 2
+.PHONY: kernel-cost
+kernel-cost:
+	$(KERNEL_E2E_ENV) E2E_SETUP_ONLY=1 bash kernel/e2e.sh
+	$(MAKE) venv
+	$(KERNEL_E2E_ENV) RUNS=$(COST_RUNS) RECORDPATCH=$(abspath $(RP)) bash kernel/build-cost.sh
+
 # Patch the bundled qemu-user test program (testdata/qemu/) and show function fb before and
 # after, disassembled, and what the program prints in each state (issue 4).
 DEMO_PATCH := build/demo-patch

@@ -1,0 +1,174 @@
+#!/bin/bash
+# recordpatch kernel build cost (issue 14): what recording costs a whole kernel build.
+# One configured tree of its own ($WORK/cost-<arch>-<version>, configured as kernel/e2e.sh
+# configures its trees), built from clean with `make vmlinux modules` three ways:
+#
+#   ref     the reference recordmcount as scripts/recordmcount (kernel/e2e.sh's REF_TOOL: 6.1
+#           Debian's linux-kbuild-6.1 binary, 6.12 the tree's own build), once per -pg object
+#   dropin  recordpatch's scripts/recordmcount shim in its place, once per -pg object
+#   hook    kernel/recordpatch-vmlinux-hook-<version>.patch applied, RECORDPATCH=recordpatch:
+#           no object recorded, vmlinux.o once, each .ko once
+#
+# RUNS rounds with the variants interleaved (ref dropin hook ref dropin hook ...), so that a
+# drift of the machine spreads over all three. Each build: `make clean`, then `make -jJOBS
+# vmlinux modules` under /usr/bin/time (wall, and user + system CPU of make and everything it
+# ran). The hook's recorder calls are also timed one by one (RECORDPATCH under /usr/bin/time).
+# Then, outside the builds, the per-object recorders alone, on the objects kernel/e2e.sh kept
+# unrecorded for the same configuration (its corpus, and the module corpus if STEPS=modules ran):
+# each recorded by each tool, one process per object, one at a time, under /usr/bin/time; the
+# same loop running `true` is the baseline subtracted (CPU per object).
+#
+#   KERNEL_VERSION=6.12 kernel/build-cost.sh           6.12 mipsel, RUNS=2
+#   E2E_ARCH=mips64 RUNS=3 kernel/build-cost.sh        6.1 mips64
+#   make kernel-cost KERNEL_VERSION=6.12 [KERNEL_E2E_ARCH=...] [COST_RUNS=2]
+# Results: $WORK/cost-<arch>-<version>.results/ (times.tsv, summary.txt); ~17 min per build
+# on 2 cores (6.12 mipsel), so ~1 h 45 min for RUNS=2.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+MAIN=$(dirname "$HERE")
+WORK=${WORK:-/work/kbuild}
+E2E_ARCH=${E2E_ARCH:-mipsel}
+KERNEL_VERSION=${KERNEL_VERSION:-6.1}
+RUNS=${RUNS:-2}
+JOBS=${JOBS:-2}
+VARIANTS=${VARIANTS:-ref dropin hook}
+RECORDPATCH=${RECORDPATCH:-$MAIN/.venv/bin/recordpatch}
+SHIM=$MAIN/scripts/recordmcount
+K=$E2E_ARCH-$KERNEL_VERSION
+KE=$E2E_ARCH-$KERNEL_VERSION; [ "$KERNEL_VERSION" = 6.1 ] && KE=$E2E_ARCH   # kernel/e2e.sh's names
+TREE=$WORK/cost-$K
+RES=$TREE.results
+HOOK_PATCH=$HERE/recordpatch-vmlinux-hook-$KERNEL_VERSION.patch
+case $KERNEL_VERSION in
+6.1)  REF_TOOL=/usr/lib/linux-kbuild-6.1/scripts/recordmcount ;;
+6.12) REF_TOOL=$WORK/recordmcount-built-$E2E_ARCH-6.12 ;;
+*) echo "KERNEL_VERSION must be 6.1 or 6.12" >&2; exit 2 ;;
+esac
+case $E2E_ARCH in
+mipsel) CROSS_COMPILE=mipsel-linux-gnu- ;;
+mips64) CROSS_COMPILE=mips64-linux-gnuabi64- ;;
+mipsr6) CROSS_COMPILE=mipsisa32r6-linux-gnu- ;;
+*) echo "E2E_ARCH must be mipsel, mips64 or mipsr6" >&2; exit 2 ;;
+esac
+export ARCH=mips CROSS_COMPILE
+export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2025' KBUILD_BUILD_VERSION=1
+export KBUILD_BUILD_USER=e2e KBUILD_BUILD_HOST=recordpatch
+
+log() { printf '== [cost %s %s] %s\n' "$K" "$(date +%T)" "$*"; }
+mk() { make -C "$TREE" -j"$JOBS" "$@"; }
+
+hook_patch() {  # apply|revert, idempotently
+    if [ "$1" = apply ]; then
+        patch -d "$TREE" -p1 -R --dry-run -s -f < "$HOOK_PATCH" >/dev/null 2>&1 ||
+            patch -d "$TREE" -p1 -s < "$HOOK_PATCH"
+    elif patch -d "$TREE" -p1 -R --dry-run -s -f < "$HOOK_PATCH" >/dev/null 2>&1; then
+        patch -d "$TREE" -p1 -R -s < "$HOOK_PATCH"
+    fi
+}
+
+recorder() {  # install what Kbuild runs as scripts/recordmcount (a fresh file: Kbuild keeps it)
+    case $1 in
+    ref|hook) cp "$REF_TOOL" "$TREE/scripts/recordmcount" ;;
+    dropin) printf '#!/bin/sh\nexec %s "$@"\n' "$SHIM" > "$TREE/scripts/recordmcount" ;;
+    esac
+    chmod +x "$TREE/scripts/recordmcount"
+}
+
+build() {  # variant round
+    local v=$1 r=$2 d=$RES/$1-$2 rp=()
+    mkdir -p "$d"
+    hook_patch revert
+    if [ "$v" = hook ]; then
+        hook_patch apply
+        rp=(RECORDPATCH="/usr/bin/time -f %e\ %U\ %S -a -o $d/recorder.times $RECORDPATCH")
+    fi
+    mk -s clean
+    recorder "$v"
+    log "$v round $r: make vmlinux modules (log: $d/build.log)"
+    /usr/bin/time -f '%e %U %S' -o "$d/time.txt" \
+        make -C "$TREE" -j"$JOBS" vmlinux modules "${rp[@]}" > "$d/build.log" 2>&1 ||
+        { tail -20 "$d/build.log"; hook_patch revert; exit 1; }
+    hook_patch revert
+    printf '%s\t%s\t%s\n' "$v" "$r" "$(tr ' ' '\t' < "$d/time.txt")" >> "$RES/times.tsv"
+    log "$v round $r: wall user system: $(cat "$d/time.txt")" \
+        "$( [ -f "$d/recorder.times" ] && awk '{n++; c += $2 + $3} END {printf "; %d recorder calls, %.2f s CPU", n, c}' "$d/recorder.times")"
+}
+
+CORPORA="$WORK/corpus-$KE:$WORK/out-$KE/ref/args.log $WORK/modcorpus-$KE:$WORK/out-$KE/modules/args.log"
+alone() {  # tool label: record every kept object, one process each, one at a time
+    local tool=$1 label=$2 scratch=$RES/alone c
+    rm -rf "$scratch"; mkdir -p "$scratch"; : > "$RES/args.log"
+    for c in $CORPORA; do
+        [ -d "${c%%:*}" ] && [ -f "${c#*:}" ] || continue
+        cp -r "${c%%:*}/." "$scratch/"; cat "${c#*:}" >> "$RES/args.log"
+    done
+    # shellcheck disable=SC2016
+    /usr/bin/time -f '%e %U %S' -o "$RES/alone-$label.time" \
+        sh -c 'cd "$1" && while read -r args; do $2 $args >/dev/null 2>&1 || true; done < "$3"' \
+        sh "$scratch" "$tool" "$RES/args.log"
+    rm -rf "$scratch"
+    log "recorder alone, $label: $(wc -l < "$RES/args.log") objects: wall user system $(cat "$RES/alone-$label.time")"
+}
+
+summary() {
+    "${PY:-python3}" - "$RES" <<'EOF'
+import statistics as st, sys
+from pathlib import Path
+res = Path(sys.argv[1])
+rows = [l.split("\t") for l in (res / "times.tsv").read_text().splitlines() if l]
+by = {}
+for v, r, wall, user, sys_ in rows:
+    by.setdefault(v, []).append((float(wall), float(user) + float(sys_)))
+out = ["variant  runs  wall s (each)             CPU s (each)              CPU mean  vs ref"]
+ref = st.mean(c for _, c in by["ref"]) if "ref" in by else None
+for v, xs in by.items():
+    cpu = st.mean(c for _, c in xs)
+    rel = f"{100 * (cpu - ref) / ref:+.2f} %" if ref else "-"
+    out.append(f"{v:<8} {len(xs):>4}  {' '.join(f'{w:.1f}' for w, _ in xs):<25} "
+               f"{' '.join(f'{c:.1f}' for _, c in xs):<25} {cpu:8.1f}  {rel}")
+    if len(xs) > 1:
+        cs = [c for _, c in xs]
+        out.append(f"{'':<8} CPU spread between runs: {max(cs) - min(cs):.1f} s "
+                   f"({100 * (max(cs) - min(cs)) / st.mean(cs):.2f} %)")
+for f in sorted(res.glob("hook-*/recorder.times")):
+    t = [list(map(float, l.split())) for l in f.read_text().splitlines() if l.strip()]
+    out.append(f"{f.parent.name}: {len(t)} recorder calls, {sum(a for a, _, _ in t):.2f} s wall, "
+               f"{sum(b + c for _, b, c in t):.2f} s CPU")
+n = sum(1 for _ in (res / "args.log").open()) if (res / "args.log").exists() else 0
+def cpu(label):
+    f = res / f"alone-{label}.time"
+    if not f.exists():
+        return None
+    _, user, sys_ = map(float, f.read_text().split())
+    return user + sys_
+base = cpu("baseline") or 0.0
+for label in ("reference", "recordpatch"):
+    c = cpu(label)
+    if c is not None and n:
+        out.append(f"recorder alone, {label}: {n} objects, {c - base:.1f} s CPU beyond the "
+                   f"loop's own {base:.1f} s, {1000 * (c - base) / n:.1f} ms CPU per object")
+print("\n".join(out))
+EOF
+}
+
+# --- the tree: extracted and configured by kernel/e2e.sh's own set-up, in a directory of its own
+if [ ! -f "$TREE/.config" ]; then
+    log "configuring $TREE with kernel/e2e.sh (E2E_CONFIGURE_ONLY=1)"
+    TREE=$TREE WORK=$WORK E2E_ARCH=$E2E_ARCH KERNEL_VERSION=$KERNEL_VERSION E2E_SETUP=0 \
+        E2E_CONFIGURE_ONLY=1 bash "$HERE/e2e.sh"
+fi
+[ -x "$REF_TOOL" ] || { echo "the reference $REF_TOOL is missing" >&2; exit 1; }
+mkdir -p "$RES"; : > "$RES/times.tsv"
+log "$RUNS rounds of: $VARIANTS (each a clean make -j$JOBS vmlinux modules)"
+for r in $(seq 1 "$RUNS"); do
+    for v in $VARIANTS; do build "$v" "$r"; done
+done
+if [ -d "$WORK/corpus-$KE" ]; then
+    alone true baseline
+    alone "$REF_TOOL" reference
+    alone "$SHIM" recordpatch
+else
+    log "no $WORK/corpus-$KE (make kernel-e2e for this target first): no recorder-alone times"
+fi
+summary | tee "$RES/summary.txt"
