@@ -101,6 +101,20 @@ def test_audit_findings_name_kind_and_place():
     assert mine and all((x["section"], x["offset"]) == (".text", 0) for x in mine)
 
 
+def test_record_places_pad_findings_like_audit(tmp_path):
+    """record's findings about a pad carry the same section/offset/function fields as
+    audit's (readelf: set_mode's pad is .text+0x0), so the text says `.text+0x0: ...`."""
+    obj = tmp_path / "pfe_setmode.o"
+    shutil.copyfile(FIXTURES / "mipsel" / "pfe3" / "pfe_setmode.o", obj)
+    r = run_ours("record", "--json", obj)
+    doc = check_envelope("record", r.stdout)
+    mine = [x for x in doc["files"][0]["findings"] if x["function"] == "set_mode"]
+    assert mine and all((x["section"], x["offset"]) == (".text", 0) for x in mine), mine
+    assert all(x["where"] == ".text+0x0" for x in mine)
+    r = run_ours("record", obj)
+    assert f"{obj}: warning: recordpatch: .text+0x0: pad of set_mode" in r.stderr, r.stderr
+
+
 BAD_OPTION = {
     "record": ["record", "--no-such-option", "x.o"],
     "audit": ["audit", "--no-such-option", "x"],
