@@ -20,7 +20,8 @@ QEMU_FIX = ROOT / "testdata" / "qemu" / "fixtures"
 #: fields that are numbers wherever they appear: never "0x1c" or "12" as text
 INT_FIELDS = {"offset", "func_offset", "address", "addend", "entries", "sites", "nops",
               "before", "files", "clean", "errors", "skipped", "finding_count", "required",
-              "section_align", "flag_reg", "rewritten", "ignored", "repaired", "recorded"}
+              "section_align", "flag_reg", "rewritten", "ignored", "repaired", "recorded",
+              "word", "image"}
 #: lists of numbers: instruction words
 INT_LISTS = {"words"}
 FINDING_KEYS = {"level", "kind", "message", "where", "section", "offset", "function",
