@@ -107,8 +107,8 @@ def record(
                                           "recorded; write nothing", rich_help_panel=OUT)] = False,
     json: Json = False,
     quirks: Annotated[bool, typer.Option(
-        "--reference-quirks", help="leave out the calls Linux 6.1's recordmcount leaves out "
-        "(its +4 filter carries over between sections), for its exact table; also "
+        "--reference-quirks", help="leave out the calls recordmcount (Linux 6.1, 6.12) leaves "
+        "out (its +4 filter carries over between sections), for its exact table; also "
         "RECORDPATCH_REFERENCE_QUIRKS=1", rich_help_panel=REC)] = False,
     backup: Annotated[bool, typer.Option("--backup", help="keep each rewritten FILE's "
                                          "original as FILE.orig", rich_help_panel=REC)] = False,

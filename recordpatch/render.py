@@ -267,7 +267,8 @@ def _verify(rep, _fancy: bool) -> None:
         lines.append(f"  {'from':<12} {'to':<12} {'plan':<7} writes in order")
         for p in fam["plans"]:
             if p["safe"]:
-                steps = (", ".join(f"+{s['offset']} <- {s['new']}" for s in p["steps"])
+                steps = (", ".join(f"+{s['offset']} <- {s['new']['word']:#010x} {s['new']['asm']}"
+                                   for s in p["steps"])
                          or "(same words)")
                 lines.append(f"  {p['from']:<12} {p['to']:<12} {'safe':<7} {steps}")
             else:

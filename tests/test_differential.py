@@ -337,3 +337,27 @@ def test_clang_long_calls_refused_loudly(src: Path, tmp_path):
     errors = [ln for ln in ro.stderr.splitlines() if ": error: recordpatch: " in ln]
     assert len(errors) == 1 and "that Linux's MIPS ftrace cannot patch" in errors[0]
     assert ours.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("target", ["mips", "mipsel", "mipsr6"])
+def test_not_calls_said_by_default(target, tmp_path):
+    """kernel/mcount_near.o: near misses of the long-call sequence (testdata/src/
+    mcount_near.S). The reference records an entry at each; GNU objdump finds no call among
+    them; recordpatch records none and says so without -w, counting exactly the entries the
+    reference made, and -w names each one."""
+    src = FIXTURES / target / "kernel" / "mcount_near.o"
+    ref, rr, ours, ro = record_both(src, tmp_path)
+    assert rr.returncode == 0 and ro.returncode == 0, (rr.stderr, ro.stderr)
+    theirs = recorded_sites(ref)
+    calls = objdump_mcount_refs(target, src)
+    assert theirs and not any(calls.values())
+    n = len(theirs)
+    assert recorded_sites(ours) is None and ours.read_bytes() == src.read_bytes()
+    assert ro.stderr == (f"{ours}: warning: recordpatch: {n} references to _mcount in traced "
+                         "sections are not calls and not recorded; recordmcount (Linux 6.1, "
+                         "6.12) records them as call sites (ftrace would then patch that code);"
+                         " -w lists them\n")
+    rw = run_ours("record", "-w", ours)
+    listed = [ln for ln in rw.stderr.splitlines() if "not a call (recordmcount would record it)"
+              in ln]
+    assert len(listed) == n, rw.stderr

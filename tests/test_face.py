@@ -20,7 +20,8 @@ QEMU_FIX = ROOT / "testdata" / "qemu" / "fixtures"
 #: fields that are numbers wherever they appear: never "0x1c" or "12" as text
 INT_FIELDS = {"offset", "func_offset", "address", "addend", "entries", "sites", "nops",
               "before", "files", "clean", "errors", "skipped", "finding_count", "required",
-              "section_align", "flag_reg", "rewritten", "ignored", "repaired", "recorded"}
+              "section_align", "flag_reg", "rewritten", "ignored", "repaired", "recorded",
+              "word", "image"}
 #: lists of numbers: instruction words
 INT_LISTS = {"words"}
 FINDING_KEYS = {"level", "kind", "message", "where", "section", "offset", "function",
@@ -99,6 +100,20 @@ def test_audit_findings_name_kind_and_place():
     doc = check_envelope("audit", r.stdout)
     mine = [x for x in doc["files"][0]["findings"] if x["function"] == "set_mode"]
     assert mine and all((x["section"], x["offset"]) == (".text", 0) for x in mine)
+
+
+def test_record_places_pad_findings_like_audit(tmp_path):
+    """record's findings about a pad carry the same section/offset/function fields as
+    audit's (readelf: set_mode's pad is .text+0x0), so the text says `.text+0x0: ...`."""
+    obj = tmp_path / "pfe_setmode.o"
+    shutil.copyfile(FIXTURES / "mipsel" / "pfe3" / "pfe_setmode.o", obj)
+    r = run_ours("record", "--json", obj)
+    doc = check_envelope("record", r.stdout)
+    mine = [x for x in doc["files"][0]["findings"] if x["function"] == "set_mode"]
+    assert mine and all((x["section"], x["offset"]) == (".text", 0) for x in mine), mine
+    assert all(x["where"] == ".text+0x0" for x in mine)
+    r = run_ours("record", obj)
+    assert f"{obj}: warning: recordpatch: .text+0x0: pad of set_mode" in r.stderr, r.stderr
 
 
 BAD_OPTION = {

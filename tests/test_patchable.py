@@ -43,6 +43,18 @@ def warnings(stderr: str, path: Path) -> list[str]:
     return lines
 
 
+def pad_at(path: Path, func: str, nops_before: int, unit: int = 4) -> str:
+    """Where the pad of ``func`` starts, as ``section+0xOFF``, read with pyelftools: the
+    symbol's section and value (ISA bit cleared), ``nops_before`` nops of ``unit`` bytes
+    before it."""
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        e = ELFFile(f)
+        sym = next(s for s in e.get_section_by_name(".symtab").iter_symbols() if s.name == func)
+        sec = e.get_section(sym["st_shndx"]).name
+        return f"{sec}+{(sym['st_value'] & ~1) - nops_before * unit:#x}"
+
+
 def plan_of(path: Path, nops=None, before=0):
     from recordpatch.elf.reader import ElfFile
     from recordpatch.passes import patchable
@@ -70,7 +82,8 @@ def test_gcc12_objects_validated(target, flavour, tmp_path):
     pr = [ln for ln in lines if "GCC PR99217" in ln]
     assert len(pr) == len(PADDED) and all(CC12 in ln for ln in pr)
     for f in PADDED:
-        assert any(f"warning: recordpatch: {f}: all {n} nops of {f}'s pad in " in ln for ln in pr)
+        at = pad_at(obj, f, n)
+        assert any(f"warning: recordpatch: {at}: all {n} nops of {f}'s pad in " in ln for ln in pr)
     lo = [ln for ln in lines if "SHF_LINK_ORDER" in ln]
     if fsec:
         # every entry but the first function's is linked to .text.pfe_helper
@@ -90,7 +103,7 @@ def test_wrong_nop_count_reported(tmp_path):
     obj = copy(fx("mipsel", "pfe3"), tmp_path)
     r = run_ours("record", "--nops", "4", obj)
     assert r.returncode == 0
-    assert "pfe_sum: pad of pfe_sum in .text has 3 nops, expected 4" in r.stderr
+    assert f"{pad_at(obj, 'pfe_sum', 3)}: pad of pfe_sum in .text has 3 nops, expected 4" in r.stderr
 
 
 def test_micromips_pads_in_wrong_isa(tmp_path):
@@ -101,9 +114,12 @@ def test_micromips_pads_in_wrong_isa(tmp_path):
         assert r.returncode == 0
         isa = [ln for ln in r.stderr.splitlines() if "mode: emitted before" in ln]
         assert len(isa) == 2, r.stderr
-        assert any("isa_micro: pad of microMIPS function isa_micro in .text is in MIPS mode"
+        # each located at its pad: 3 MIPS nops before the microMIPS function, 3 nop16
+        # before the MIPS one
+        mm, after = pad_at(obj, "isa_micro", 3, 4), pad_at(obj, "isa_after_micro", 3, 2)
+        assert any(f"{mm}: pad of microMIPS function isa_micro in .text is in MIPS mode"
                    in ln and CC12 in ln for ln in isa)
-        assert any("isa_after_micro: pad of MIPS function isa_after_micro in .text is in "
+        assert any(f"{after}: pad of MIPS function isa_after_micro in .text is in "
                    "microMIPS" in ln for ln in isa)
         # a whole -mmicromips file is consistent: nop16 pads, no ISA finding
         obj2 = copy(fx(target, "pfe-mmall"), tmp_path, f"{target}-mm.o")
@@ -122,7 +138,7 @@ def test_mixed_pg_and_patchable(tmp_path):
         r = run_ours("record", obj)
         assert r.returncode == 0, r.stderr
         assert recorded_sites(obj) == expected_sites(src)
-        assert "mix_padded: all 3 nops" in r.stderr
+        assert f"{pad_at(obj, 'mix_padded', 3)}: all 3 nops of mix_padded" in r.stderr
         obj2 = copy(src, tmp_path, f"{target}-t.o")
         r = run_ours("record", "--repair", "--table", "mcount_loc", obj2)
         assert r.returncode == 0, r.stderr

@@ -57,6 +57,26 @@ def test_design_plans(analysis):
     assert not bad["steps"][-1]["ok"] and "run" in bad["steps"][-1]
 
 
+def test_plan_steps_are_data(analysis):
+    """Each write is (offset, old word, new word) as numbers with their text; a
+    counterexample run is a list of (offset, instruction, image). Words derived by hand:
+    lui at,0x81 = 0x3c010081; li t0,0 = addiu t0,zero,0 = 0x24080000 (t0 is $8 on o32,
+    $12 on n64); jalr at,at = 0x00200809."""
+    t, d = analysis
+    p, _ = plans(d, "pad3")
+    flag = 8 if t.abi == "o32" else 12
+    steps = p[("nop", "init")]["steps"]
+    assert [(s["offset"], s["old"]["word"], s["new"]["word"]) for s in steps] == [
+        (0, 0, 0x3C010081), (8, 0, 0x24000000 | flag << 16)]
+    assert [s["new"]["asm"] for s in steps] == ["lui at,0x81", "li t0,0"]
+    bad = p[("nop", "call")]["steps"][-1]
+    assert (bad["offset"], bad["new"]["word"], bad["ok"]) == (4, 0x00200809, False)
+    run = bad["run"]
+    assert [x["offset"] for x in run] == [0, 4, 8] and run[1]["asm"] == "jalr at,at"
+    # the old nop at +0 from the original image, the new jalr from the last one
+    assert run[0]["image"] == 0 and run[1]["image"] == len(p[("nop", "call")]["steps"])
+
+
 def test_redirect_needs_quiescence(analysis):
     t, d = analysis
     p, states = plans(d, "pad4")

@@ -293,13 +293,14 @@ def _audit_rel(ctx: _Ctx, t, compiler: str) -> None:
         drops = set(record.reference_drops(elf))
         for s in missing:
             fn = _func_at(funcs, s.section, s.offset)
-            hint = (" (Linux 6.1's recordmcount drops it: its +4 filter carries over from the "
-                    "previous section)" if (s.section, s.offset) in drops else "")
+            hint = (" (recordmcount drops it, in Linux 6.1 and 6.12 alike: its +4 filter "
+                    "carries over from the previous section)"
+                    if (s.section, s.offset) in drops else "")
             ctx.find("missing", (s.section_name, s.offset),
                      f"call to _mcount{_in(fn)} has no {MCOUNT_TABLE} "
                      f"entry{hint}", fn)
     if pp is not None:
-        _audit_rel_pfe(ctx, funcs, compiler, pp)
+        _audit_rel_pfe(ctx, compiler, pp)
 
 
 #: patchable.plan's finding kinds that are known compiler defects, and the defect's name.
@@ -309,17 +310,12 @@ DEFECTS = {"pr99217": "PR99217", "link-order": "SHF_LINK_ORDER", "pad-isa": "mic
 AUDIT_KIND = {"pad-size": "bad-target", "pad-offset": "bad-target"}
 
 
-def _audit_rel_pfe(ctx: _Ctx, funcs, compiler: str, pp) -> None:
+def _audit_rel_pfe(ctx: _Ctx, compiler: str, pp) -> None:
     elf = ctx.elf
     ctx.tables[PFE_TABLE] += sum(s.size // elf.word for s in elf.sections if s.name == PFE_TABLE)
-    where_of: dict[str, tuple[str, int]] = {}
     for p in pp.pads:
         ctx.sections[p.section_name] += 1
         ctx.states[f"{p.nops}-nop pad{' (microMIPS)' if p.micro else ''}"] += 1
-        where_of.setdefault(p.func.name, (p.section_name, p.offset))
-    for sec, lst in funcs.items():
-        for v, n in lst:
-            where_of.setdefault(n, (elf.sections[sec].name, v))
     # A finished module (.gnu.linkonce.this_module: scripts/Makefile.modfinal's link was its
     # last) is never linked again, so a table linked to the wrong section cannot lose an
     # entry there: the compiler defect is still listed, but it is not a finding.
@@ -330,12 +326,10 @@ def _audit_rel_pfe(ctx: _Ctx, funcs, compiler: str, pp) -> None:
             ctx.defect(ident, compiler, d.function)
             if ident == "SHF_LINK_ORDER" and final:
                 continue
-        at = (d.section, d.offset) if d.section else where_of.get(d.function)
-        m = d.message
-        if d.function and not at:
-            at = (d.function, None)   # a function the symbol table does not place
-        elif d.function and d.function not in m:
+        m = d.message   # every finding of patchable.plan says where it is
+        if d.function and d.function not in m:
             m = f"{d.function}: {m}"
+        at = (d.section, d.offset) if d.section else None
         ctx.find("defect" if ident else AUDIT_KIND.get(d.kind, d.kind), at, m,
                  (d.function, d.func_offset) if d.function else None)
 

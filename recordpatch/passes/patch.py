@@ -485,8 +485,8 @@ def write_orders(st: States, changes):
             words = {n: st.a.encode_all(i, T.PAD) for n, i in states.items()}
             n = len(words[ch.old_state])
             m = T.Machine(st.t, st.flag, n)
-            safe, order, _steps, reason = T.analyse_pair(m, words[ch.old_state], words[ch.new_state],
-                                                         lambda w, i: f"{w:#x}")
+            safe, order, _steps, reason = T.analyse_pair(m, words[ch.old_state],
+                                                         words[ch.new_state])
             # the model's pg-kernel sequence starts at `move at,ra`; our site at the `jal`
             shift = 1 if fam == "pg-kernel" else 0
             cache[key] = (safe, tuple(i - shift for i in order), reason)

@@ -140,7 +140,7 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
     pads: list[Pad] = []
     seen_at: dict[tuple[int, int], int] = {}
     seen_fn: dict[tuple[int, int], int] = {}
-    misplaced: dict[tuple[int, int, int], list[str]] = {}
+    misplaced: dict[tuple[int, int, int], list[tuple[str, int]]] = {}
     for t, slot, tsec, off, micro, func, run, nb in found:
         problems = []
         fname = func.name or f"{tsec.name}+{func.value:#x}"
@@ -168,7 +168,7 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
         if t.flags & C.SHF_LINK_ORDER and t.link != tsec.index:
             # One finding per (table, linked section, code section), not one per entry: a
             # kernel object has dozens of .init.text pads in the table linked to .text.
-            misplaced.setdefault((t.index, t.link, tsec.index), []).append(fname)
+            misplaced.setdefault((t.index, t.link, tsec.index), []).append((fname, off))
         k = seen_at.get((tsec.index, off))
         if k is not None:
             problems.append(("duplicate", f"duplicate entry for {fname} in {tsec.name} "
@@ -178,12 +178,13 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
                              f"(also entry {seen_fn[(tsec.index, func.value)]})"))
         seen_at.setdefault((tsec.index, off), slot)
         seen_fn.setdefault((tsec.index, func.value), slot)
-        for kind, msg in problems:
-            diags.append(Finding(WARNING, kind, msg, function=fname))
+        for kind, msg in problems:   # located at the pad, about its function
+            diags.append(Finding(WARNING, kind, msg, tsec.name, off, fname))
         pads.append(Pad(t.index, slot, tsec.index, tsec.name, off, micro, func, nrun, nb,
                         func.value - off, not problems, pr))
-    for (_, link, sec), names in misplaced.items():
+    for (_, link, sec), found_here in misplaced.items():
         other = secs[link].name if 0 <= link < len(secs) else str(link)
+        names = [n for n, _ in found_here]
         one = len(names) == 1
         what = (f"the entry for {names[0]} (in {secs[sec].name}) stands" if one else
                 f"{len(names)} entries ({', '.join(names[:3])}{', ...' * (len(names) > 3)}) "
@@ -191,7 +192,8 @@ def plan(elf: ElfFile, nops: int | None = None, before: int = 0) -> PatchPlan:
         diags.append(Finding(WARNING, "link-order", f"{what} in a {TABLE} section linked "
                              f"(SHF_LINK_ORDER) to {other}: --gc-sections keeps or drops "
                              f"{'it' if one else 'them'} with {other}, not with "
-                             f"{secs[sec].name}{cc}", function=names[0] if one else ""))
+                             f"{secs[sec].name}{cc}", secs[sec].name,
+                             found_here[0][1] if one else None, names[0] if one else ""))
     diags.extend(_missing(elf, funcs, pads, nops, before, cc))
     return PatchPlan(pads, nops, before, compiler, diags, rela)
 
@@ -221,7 +223,8 @@ def _missing(elf: ElfFile, funcs, pads, nops: int, before: int, cc: str) -> list
             run = mips.nop_run(text, start, elf.endian, micro)
             if len(run) - 1 >= nops:
                 out.append(Finding(WARNING, "missing", f"{f.name} in {s.name} has a {nops}-nop "
-                                   f"pad but no {TABLE} entry{cc}", function=f.name))
+                                   f"pad but no {TABLE} entry{cc}", s.name, f.value & ~1,
+                                   f.name))
     return out
 
 

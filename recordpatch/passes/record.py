@@ -313,9 +313,9 @@ def not_a_call_summary(diags) -> Finding | None:
         return None
     many = n != 1
     return Finding(WARNING, "not-calls", f"{n} reference{'s' * many} to _mcount in traced sections "
-                      f"{'are not calls' if many else 'is not a call'} and not recorded; Linux "
-                      f"6.1's recordmcount records {'them' if many else 'it'} as call sites "
-                      "(ftrace would then patch that code); -w lists them")
+                      f"{'are not calls' if many else 'is not a call'} and not recorded; "
+                      f"recordmcount (Linux 6.1, 6.12) records {'them' if many else 'it'} as "
+                      "call sites (ftrace would then patch that code); -w lists them")
 
 
 def refusal(refused: list[Refused]) -> str:

@@ -289,11 +289,13 @@ class Machine:
 
 
 # ---------------------------------------------------------------- plans
+#: One write of a plan: the word at ``offset`` goes from ``old`` to ``new`` (ints); ``ok``
+#: if no CPU can then behave as neither image does, else ``witness`` = (behaviour, trace).
 Step = named("Step", "offset old new ok witness")
 Plan = named("Plan", "src dst safe order steps reason")
 
 
-def analyse_pair(m: Machine, old, new, labels):
+def analyse_pair(m: Machine, old, new):
     """The plan from word list ``old`` to ``new``: safe order or why none exists."""
     diff = [i for i in range(len(old)) if old[i] != new[i]]
     b_old = set(m.runs([old]))
@@ -315,7 +317,7 @@ def analyse_pair(m: Machine, old, new, labels):
                     bad = (b, tr)
                     break
             i = order[k - 1]
-            steps.append(Step(4 * i, labels(old[i], i), labels(new[i], i), bad is None, bad))
+            steps.append(Step(4 * i, old[i], new[i], bad is None, bad))
             if bad is not None:
                 failed = True
                 break
@@ -345,6 +347,12 @@ def _trace_text(trace) -> str:
     return "; ".join(f"+{4 * p}:{txt}{'' if j == 0 else f' (image {j})'}" for p, j, txt in trace)
 
 
+def _trace_data(trace) -> list[dict]:
+    """A counterexample run as data: each instruction's offset in the pad, its text, and
+    the image it was fetched from (0: the original words, k: after the k-th write)."""
+    return [{"offset": 4 * p, "asm": txt, "image": j} for p, j, txt in trace]
+
+
 def verify_transitions(t: Target, flag: int | None = None, model: str = "preempt") -> dict:
     """Every family's states, their words, hazards, and a plan for each ordered pair."""
     from ..arch.asm import assembler
@@ -364,8 +372,8 @@ def verify_transitions(t: Target, flag: int | None = None, model: str = "preempt
         n = len(next(iter(words.values())))
         m = Machine(t, flag, n, model)
 
-        def label(w, i):
-            return f"{w:#010x} {_pretty(w, PAD + 4 * i, t)}"
+        def word(w, off):
+            return {"word": w, "asm": _pretty(w, PAD + off, t)}
 
         states = []
         for name, ws in words.items():
@@ -379,12 +387,13 @@ def verify_transitions(t: Target, flag: int | None = None, model: str = "preempt
                            "delay_slot_hazards": hazards})
         plans = []
         for src, dst in itertools.permutations(words, 2):
-            safe, order, steps, reason = analyse_pair(m, words[src], words[dst], label)
+            safe, order, steps, reason = analyse_pair(m, words[src], words[dst])
             plans.append({"from": src, "to": dst, "safe": safe,
                           "order": [4 * i for i in order] if safe else [],
-                          "steps": [{"offset": s.offset, "old": s.old, "new": s.new, "ok": s.ok,
+                          "steps": [{"offset": s.offset, "old": word(s.old, s.offset),
+                                     "new": word(s.new, s.offset), "ok": s.ok,
                                      **({} if s.ok else {"counterexample": m.describe(s.witness[0]),
-                                                         "run": _trace_text(s.witness[1])})}
+                                                         "run": _trace_data(s.witness[1])})}
                                     for s in steps],
                           "reason": reason})
         out["families"].append({"name": fam.name, "description": fam.description,
