@@ -66,11 +66,17 @@ clean:
 # On a fresh Debian machine it first installs what the variant needs (apt-get; kernel/e2e-setup.sh)
 # and says how long it will take; then `make venv`, then the run.
 #   make kernel-e2e [KERNEL_E2E_ARCH=mips64] [KERNEL_VERSION=6.12] [KERNEL_E2E_WORK=/work/kbuild] [STEPS=modules]
+#                   [KERNEL_E2E_TOOLCHAIN=llvm] [KERNEL_E2E_DCE=1]
 # KERNEL_VERSION=6.12 builds Debian's linux-source-6.12 instead (own trees and results in WORK).
 KERNEL_E2E_ARCH ?= mipsel
 KERNEL_E2E_WORK ?= /work/kbuild
 KERNEL_VERSION ?= 6.1
-KERNEL_E2E_ENV = E2E_ARCH=$(KERNEL_E2E_ARCH) WORK=$(KERNEL_E2E_WORK) KERNEL_VERSION=$(KERNEL_VERSION)
+# KERNEL_E2E_TOOLCHAIN=llvm: clang/lld (`make LLVM=1`) with dead-code elimination, which the
+# reference cannot build (issue 15); KERNEL_E2E_DCE=1: GCC with the same dead-code elimination
+KERNEL_E2E_TOOLCHAIN ?= gcc
+KERNEL_E2E_DCE ?= 0
+KERNEL_E2E_ENV = E2E_ARCH=$(KERNEL_E2E_ARCH) WORK=$(KERNEL_E2E_WORK) KERNEL_VERSION=$(KERNEL_VERSION) \
+  E2E_TOOLCHAIN=$(KERNEL_E2E_TOOLCHAIN) E2E_DCE=$(KERNEL_E2E_DCE)
 .PHONY: kernel-e2e
 # KERNEL_E2E_ARCH=mipsel-pfe|mips64-pfe: the -fpatchable-function-entry kernels (kernel/pfe/,
 # docs/kernel-pfe.md): built with our MIPS patch series, repaired and checked by recordpatch,

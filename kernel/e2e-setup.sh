@@ -15,6 +15,9 @@ e2e_packages() {  # the Debian packages this run needs, one per line
     printf '%s\n' make gcc libc6-dev bc flex bison libssl-dev libelf-dev cpio xz-utils \
         patch file time git
     printf '%s\n' "gcc-${CROSS_COMPILE%-}" "binutils-${CROSS_COMPILE%-}"
+    # E2E_TOOLCHAIN=llvm: `make LLVM=1` runs clang, ld.lld and llvm-ar/nm/objcopy/...; the GNU
+    # binutils above stay the independent readers (kernel/calls_check.py)
+    [ "${E2E_TOOLCHAIN:-gcc}" = llvm ] && printf '%s\n' clang lld llvm
     # /usr/src/linux-source-6.1.tar.xz comes from linux-source-6.1 (6.12: linux-source-6.12)
     case $SRC_TAR in /usr/src/linux-source-*.tar.xz)
         basename "$SRC_TAR" .tar.xz ;; esac
@@ -38,6 +41,7 @@ e2e_estimate() {  # measured on 2 shared cores (docs/kernel-e2e.md); the first r
     mipsr6) ref="~8 min (485 s)"; mods="~7 min (404 s)"; boot="~62 s" ;;
     *) return 0 ;;
     esac
+    [ "${E2E_TOOLCHAIN:-gcc}" = llvm ] && ref="(clang: not measured before this run; ~1.5x GCC's)"
     log "expected time on 2 cores: reference build $ref the first time (reused after);" \
         "B, C, controls, quirks ~5 min; boots $boot each (3); STEPS=modules $mods; fixedref < 1 min"
     if [ "${KERNEL_VERSION:-6.1}" != 6.1 ]; then

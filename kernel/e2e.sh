@@ -35,6 +35,16 @@
 # First it installs what the variant needs with apt-get (kernel/e2e-setup.sh: E2E_SETUP=0 skips,
 # E2E_SETUP_DRYRUN=1 only prints, E2E_SETUP_ONLY=1 stops after it) and says how long it will take.
 # E2E_CONFIGURE_ONLY=1 stops once the tree is extracted, configured and has the wrapper (no compile).
+#
+#   E2E_TOOLCHAIN=llvm kernel/e2e.sh  clang, lld and the LLVM tools (`make LLVM=1`, Debian's clang 14)
+#                                     with dead-code elimination (LD_DEAD_CODE_DATA_ELIMINATION:
+#                                     -ffunction-sections -fdata-sections, --gc-sections). The
+#                                     reference rejects objects there ("Cannot find symbol for
+#                                     section"), so ref compiles everything with make -k, keeps the
+#                                     corpus and links no vmlinux; B and C are compared with each
+#                                     other and with GNU objdump (kernel/calls_check.py). Own trees
+#                                     and results: K gets "-llvm" ($WORK/linux-6.1-llvm, out-mipsel-llvm)
+#   E2E_DCE=1 kernel/e2e.sh           GCC with the same dead-code elimination ("-dce"), to compare
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -45,11 +55,18 @@ JOBS=${JOBS:-2}
 STEPS=${STEPS:-ref B C controls quirks compare boot}   # also: modules (not in the default)
 REDO=${REDO:-}
 KERNEL_VERSION=${KERNEL_VERSION:-6.1}
+E2E_TOOLCHAIN=${E2E_TOOLCHAIN:-gcc}
+E2E_DCE=${E2E_DCE:-0}
+case $E2E_TOOLCHAIN in
+gcc)  SFX=""; MKFLAGS=""; [ "$E2E_DCE" = 1 ] && SFX=-dce ;;
+llvm) SFX=-llvm; MKFLAGS="LLVM=1"; E2E_DCE=1 ;;
+*) echo "E2E_TOOLCHAIN must be gcc or llvm" >&2; exit 2 ;;
+esac
 # K names everything this (version, target) keeps in WORK; 6.1 keeps the names it always had
 case $KERNEL_VERSION in
-6.1)  K=$E2E_ARCH
+6.1)  K=$E2E_ARCH$SFX
       REF_TOOL=${REF_TOOL:-/usr/lib/linux-kbuild-6.1/scripts/recordmcount} ;;
-6.12) K=$E2E_ARCH-6.12
+6.12) K=$E2E_ARCH-6.12$SFX
       REF_TOOL=${REF_TOOL:-$WORK/recordmcount-built-$K} ;;
 *) echo "KERNEL_VERSION must be 6.1 or 6.12" >&2; exit 2 ;;
 esac
@@ -68,18 +85,18 @@ export ARCH=mips
 case $E2E_ARCH in
 mipsel)
     export CROSS_COMPILE=mipsel-linux-gnu-
-    TREE=${TREE:-$WORK/linux-$KERNEL_VERSION}
+    TREE=${TREE:-$WORK/linux-$KERNEL_VERSION$SFX}
     CFG_EXTRA=""; CFG_CHECK_EXTRA="CPU_LITTLE_ENDIAN CPU_MIPS32_R2"
     QEMU="qemu-system-mipsel"; BOOT=${BOOT:-1} ;;
 mips64)
     export CROSS_COMPILE=mips64-linux-gnuabi64-
-    TREE=${TREE:-$WORK/linux-$KERNEL_VERSION-mips64}
+    TREE=${TREE:-$WORK/linux-$KERNEL_VERSION-mips64$SFX}
     CFG_EXTRA="-d CPU_LITTLE_ENDIAN -e CPU_BIG_ENDIAN -d 32BIT -e 64BIT -d CPU_MIPS32_R2 -e CPU_MIPS64_R2"
     CFG_CHECK_EXTRA="CPU_BIG_ENDIAN 64BIT CPU_MIPS64_R2"
     QEMU="qemu-system-mips64 -cpu MIPS64R2-generic"; BOOT=${BOOT:-1} ;;
 mipsr6)
     export CROSS_COMPILE=mipsisa32r6-linux-gnu-
-    TREE=${TREE:-$WORK/linux-$KERNEL_VERSION-mipsr6}
+    TREE=${TREE:-$WORK/linux-$KERNEL_VERSION-mipsr6$SFX}
     CFG_EXTRA="-d CPU_LITTLE_ENDIAN -e CPU_BIG_ENDIAN -d CPU_MIPS32_R2 -e CPU_MIPS32_R6"
     CFG_CHECK_EXTRA="CPU_BIG_ENDIAN CPU_MIPS32_R6"
     QEMU="qemu-system-mips -cpu mips32r6-generic"; BOOT=${BOOT:-1} ;;
@@ -94,6 +111,13 @@ MODCORPUS=$WORK/modcorpus-$K    # module objects as compiled, before recording (
 FINDINGS=$WORK/findings
 CFG_OPTS="-e FUNCTION_TRACER -e DYNAMIC_FTRACE -e FUNCTION_GRAPH_TRACER -e FTRACE_STARTUP_TEST"
 CFG_CHECK="FUNCTION_TRACER DYNAMIC_FTRACE FUNCTION_GRAPH_TRACER FTRACE_STARTUP_TEST FTRACE_MCOUNT_USE_RECORDMCOUNT $CFG_CHECK_EXTRA"
+if [ "$E2E_DCE" = 1 ]; then
+    # MIPS selects HAVE_LD_DEAD_CODE_DATA_ELIMINATION (arch/mips/Kconfig); the option itself
+    # depends on EXPERT (init/Kconfig)
+    CFG_OPTS="$CFG_OPTS -e EXPERT -e LD_DEAD_CODE_DATA_ELIMINATION"
+    CFG_CHECK="$CFG_CHECK LD_DEAD_CODE_DATA_ELIMINATION"
+fi
+[ "$E2E_TOOLCHAIN" = llvm ] && CFG_CHECK="$CFG_CHECK CC_IS_CLANG LD_IS_LLD AS_IS_LLVM"
 
 # Results of B, C and the controls are reused only if recordpatch's code is unchanged since.
 rp_version() {
@@ -115,7 +139,8 @@ stamp() {
 log() { printf '== [%s %s] %s\n' "$K" "$(date +%T)" "$*"; }
 want() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
 redo() { case " $REDO " in *" $1 "*) return 0 ;; esac; return 1; }
-mk() { make -C "$TREE" -j"$JOBS" "$@"; }
+# shellcheck disable=SC2086
+mk() { make -C "$TREE" -j"$JOBS" $MKFLAGS "$@"; }
 
 # --- tree, configuration, the wrapper -------------------------------------------------------
 setup_tree() {
@@ -196,7 +221,7 @@ built_lines() {  # compile steps in a build log that are not part of every link
 # --- ref: the one real build ----------------------------------------------------------------
 step_ref() {
     local d=$OUT/ref
-    if [ -f "$d/vmlinux" ] && ! redo ref; then log "ref: reusing $d"; return; fi
+    if [ -f "$d/build.secs" ] && ! redo ref; then log "ref: reusing $d"; return; fi
     mkdir -p "$d"
     if [ -f "$TREE/vmlinux.o" ] || redo ref; then
         log "ref: make clean (the corpus must see every object compiled)"
@@ -207,13 +232,28 @@ step_ref() {
     REDO="$REDO B C controls quirks boot"   # everything downstream uses the new corpus
     check_wrapper
     log "ref: make vmlinux (log: $d/build.log)"
-    local t0=$SECONDS
-    E2E_CORPUS=$CORPUS E2E_ARGLOG=$d/args.log E2E_RECORD=$REF_TOOL mk vmlinux > "$d/build.log" 2>&1 ||
-        { tail -20 "$d/build.log"; exit 1; }
+    local t0=$SECONDS rc=0 keep=()
+    # where the reference may reject objects, compile everything anyway: the wrapper has kept
+    # each object before the reference ran, and B and C record them all
+    [ "$E2E_DCE" = 1 ] && keep=(-k)
+    E2E_CORPUS=$CORPUS E2E_ARGLOG=$d/args.log E2E_RECORD=$REF_TOOL mk "${keep[@]}" vmlinux \
+        > "$d/build.log" 2>&1 || rc=$?
     echo "$((SECONDS - t0))" > "$d/build.secs"
+    # Kbuild deletes an object the recorder failed on: "*** [scripts/Makefile.build:NNN: x.o] Error 1"
+    grep -o '\*\*\* \[[^]]*: [^] ]*\.o\] Error' "$d/build.log" | sed 's/.*: \(.*\.o\)\] Error/\1/' |
+        sort -u > "$d/rejected.txt" || true
+    if [ $rc != 0 ]; then
+        if [ -s "$d/rejected.txt" ] && [ "$E2E_DCE" = 1 ] &&
+           [ "$(grep -c 'Cannot find symbol for section' "$d/build.log")" -ge "$(wc -l < "$d/rejected.txt")" ]; then
+            log "ref: the reference build stops: recordmcount rejected $(wc -l < "$d/rejected.txt") objects" \
+                "(\"Cannot find symbol for section\"; $d/rejected.txt), so no vmlinux"
+        else
+            tail -20 "$d/build.log"; exit 1
+        fi
+    fi
     check_wrapper
-    save_outputs "$d"
-    log "ref: $(wc -l < "$d/args.log") objects recorded, $(find "$CORPUS" -name '*.o' | wc -l) in corpus, $(cat "$d/build.secs") s"
+    [ $rc = 0 ] && save_outputs "$d"
+    log "ref: $(wc -l < "$d/args.log") objects given to the reference, $(find "$CORPUS" -name '*.o' | wc -l) in corpus, $(cat "$d/build.secs") s"
 }
 
 # --- B: recordpatch as the per-object drop-in -----------------------------------------------
@@ -279,6 +319,23 @@ per_object_diff() {
     grep -v -E '^summary|: padding-only:' "$d/objdiff.txt" | cut -d: -f1 > "$d/table-diff.txt" || true
     save_findings table < "$d/table-diff.txt"
     grep ': padding-only:' "$d/objdiff.txt" | cut -d: -f1 | save_findings padding || true
+    lost_calls "$d/objdiff.txt" "$OUT/ref/rejected.txt" > "$d/lost.txt"
+    log "B: $(cat "$d/lost.txt")"
+}
+
+# From an objdiff listing: what recordpatch records beyond the reference in the objects the
+# reference accepted (the calls its filter loses), and in the ones it rejected.
+lost_calls() {  # objdiff.txt rejected.txt
+    awk -v rej="$2" '
+        BEGIN { while ((getline f < rej) > 0) r[f] = 1 }
+        /: table: reference [0-9]+ entries, recordpatch [0-9]+;/ {
+            f = $1; sub(/:$/, "", f)
+            a = $4; b = $7; sub(/;$/, "", b)
+            if (f in r) { rn++; re += b } else { n++; lost += b - a }
+        }
+        END { printf "recordpatch records %d more call(s) than the reference in %d of the objects it accepted", lost, n
+              if (rn) printf "; %d entries in the %d objects it rejected", re, rn
+              printf "\n" }' "$1"
 }
 
 # --- C: the whole-kernel hook ---------------------------------------------------------------
@@ -331,6 +388,9 @@ link_variant() {  # name via-vmlinux.o(0|1) objdir [objdir2 list2]: corpus + ove
 }
 
 step_controls() {
+    if [ ! -f "$OUT/ref/vmlinux" ]; then
+        log "controls: skipped (no reference vmlinux to explain differences against)"; return
+    fi
     link_variant B-refobj 0 "$RPREC" "$REFREC" "$OUT/B/table-diff.txt"
     link_variant ref-vmo 1 "$REFREC"
     link_variant B-vmo 1 "$RPREC"
@@ -502,14 +562,25 @@ EOF
 }
 
 step_compare() {
-    local v others=()
-    for v in B C B-refobj B-quirks; do [ -f "$OUT/$v/vmlinux" ] && others+=("$OUT/$v/vmlinux"); done
-    log "compare with ref: ftrace tables and whole files (-> $OUT/compare.json)"
-    cmp_report "$OUT/compare.json" "$OUT/ref/vmlinux" "${others[@]}"
+    local v others=() base=ref
+    [ -f "$OUT/ref/vmlinux" ] || base=B   # the reference could not build one
+    for v in B C B-refobj B-quirks; do
+        [ "$v" != $base ] && [ -f "$OUT/$v/vmlinux" ] && others+=("$OUT/$v/vmlinux")
+    done
+    log "compare with $base: ftrace tables and whole files (-> $OUT/compare.json)"
+    cmp_report "$OUT/compare.json" "$OUT/$base/vmlinux" "${others[@]}"
+    # each table against every `jal _mcount` GNU objdump finds, and the weak-only sections
+    for v in ref B C; do
+        [ -f "$OUT/$v/vmlinux" ] || continue
+        "$PY" "$HERE/calls_check.py" "$CROSS_COMPILE" "$OUT/$v/vmlinux" "$CORPUS" "$OUT/ref/args.log" \
+            > "$OUT/$v/calls.txt" || true
+        log "calls ($v): $(tr '\n' ' ' < "$OUT/$v/calls.txt")"
+    done
     if [ -f "$OUT/B-vmo/vmlinux" ] && [ -f "$OUT/C/vmlinux" ]; then
         log "compare, all linked from vmlinux.o: B-vmo vs ref-vmo and C (-> $OUT/compare-vmo.json)"
         cmp_report "$OUT/compare-vmo.json" "$OUT/B-vmo/vmlinux" "$OUT/ref-vmo/vmlinux" "$OUT/C/vmlinux"
     fi
+    [ -f "$OUT/ref/vmlinux.o" ] || return 0
     log "stripped reference vmlinux.o for benchmarks -> $WORK/vmlinux-$K-notable.o"
     ${CROSS_COMPILE}objcopy -R __mcount_loc -R .rel__mcount_loc -R .rela__mcount_loc \
         "$OUT/ref/vmlinux.o" "$WORK/vmlinux-$K-notable.o"
@@ -536,12 +607,14 @@ boot_one() {  # $1 variant dir
 step_boot() {
     local v
     for v in ref B C; do [ -f "$OUT/$v/vmlinux" ] && boot_one "$OUT/$v"; done
+    local base=ref
+    [ -f "$OUT/ref/selftest.txt" ] || base=B   # no reference kernel (E2E_TOOLCHAIN=llvm)
     for v in B C; do
-        [ -f "$OUT/$v/selftest.txt" ] || continue
-        if diff -q "$OUT/ref/selftest.txt" "$OUT/$v/selftest.txt" >/dev/null; then
-            log "boot: $v self-test lines identical to ref"
+        [ "$v" != $base ] && [ -f "$OUT/$v/selftest.txt" ] || continue
+        if diff -q "$OUT/$base/selftest.txt" "$OUT/$v/selftest.txt" >/dev/null; then
+            log "boot: $v self-test lines identical to $base"
         else
-            log "boot: $v self-test lines DIFFER from ref:"; diff "$OUT/ref/selftest.txt" "$OUT/$v/selftest.txt" || true
+            log "boot: $v self-test lines DIFFER from $base:"; diff "$OUT/$base/selftest.txt" "$OUT/$v/selftest.txt" || true
         fi
     done
 }
