@@ -119,19 +119,21 @@ if [ "$E2E_DCE" = 1 ]; then
 fi
 [ "$E2E_TOOLCHAIN" = llvm ] && CFG_CHECK="$CFG_CHECK CC_IS_CLANG LD_IS_LLD AS_IS_LLVM"
 
-# Results of B, C and the controls are reused only if recordpatch's code is unchanged since.
+# Results of B, C and the controls are reused only if recordpatch's code is unchanged since:
+# its sources, hashed (a commit that changes only docs or tests keeps them). The stamp also
+# names the commit, for the reader.
 rp_version() {
-    (cd "$MAIN" && git log -1 --format='commit %H' 2>/dev/null
-     find recordpatch scripts/recordmcount -type f \( -name '*.py' -o -name recordmcount \) | sort |
-         xargs sha256sum | sha256sum | sed 's/ .*//; s/^/sources /')
+    (cd "$MAIN" && find recordpatch scripts/recordmcount -type f \( -name '*.py' -o -name recordmcount \) |
+         sort | xargs sha256sum | sha256sum | sed 's/ .*//; s/^/sources /')
 }
 RP_VERSION=$(rp_version)
 fresh() {  # variant dir, REDO word: reuse it?
     [ -f "$OUT/$1/vmlinux" ] && ! redo "$2" &&
-        [ "$(cat "$OUT/$1/recordpatch-version.txt" 2>/dev/null)" = "$RP_VERSION" ]
+        [ "$(grep '^sources ' "$OUT/$1/recordpatch-version.txt" 2>/dev/null)" = "$RP_VERSION" ]
 }
 stamp() {
-    echo "$RP_VERSION" > "$OUT/$1/recordpatch-version.txt"
+    { (cd "$MAIN" && git log -1 --format='commit %H' 2>/dev/null); echo "$RP_VERSION"; } \
+        > "$OUT/$1/recordpatch-version.txt"
     [ "$(rp_version)" = "$RP_VERSION" ] ||
         log "WARNING: recordpatch's sources changed during this run; $1 may mix versions (rerun with REDO)"
 }
