@@ -82,3 +82,22 @@ def test_installed_machine_installs_nothing(tmp_path):
 def test_setup_can_be_skipped(tmp_path):
     lines, pkgs = dry_run(tmp_path, known=False, E2E_SETUP="0")
     assert pkgs is None and lines == []
+
+
+def test_llvm_toolchain_adds_clang_lld_llvm(tmp_path):
+    """E2E_TOOLCHAIN=llvm (`make LLVM=1`): clang, lld and llvm on top of everything GCC's run
+    needs (GNU binutils stay: kernel/calls_check.py reads the images with them); its results
+    carry -llvm."""
+    lines, pkgs = dry_run(tmp_path, known=False, E2E_TOOLCHAIN="llvm")
+    assert pkgs == COMMON | CROSS["mipsel"] | {"qemu-system-mips", "ipxe-qemu", "seabios",
+                                               "clang", "lld", "llvm"}
+    assert "[mipsel-llvm " in lines[0] and "clang" in lines[0]
+    lines, pkgs = dry_run(tmp_path, known=False, E2E_DCE="1")
+    assert "[mipsel-dce " in lines[0] and not {"clang", "lld", "llvm"} & pkgs
+
+
+def test_unknown_toolchain_is_refused(tmp_path):
+    e = dict(os.environ, E2E_TOOLCHAIN="icc", WORK=str(tmp_path / "w"), E2E_SETUP_DRYRUN="1")
+    r = subprocess.run(["bash", str(ROOT / "kernel" / "e2e.sh")], env=e, capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "E2E_TOOLCHAIN must be gcc or llvm" in r.stderr
