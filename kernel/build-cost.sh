@@ -9,14 +9,15 @@
 #   hook    kernel/recordpatch-vmlinux-hook-<version>.patch applied, RECORDPATCH=recordpatch:
 #           no object recorded, vmlinux.o once, each .ko once
 #
-# RUNS rounds with the variants interleaved (ref dropin hook ref dropin hook ...), so that a
-# drift of the machine spreads over all three. Each build: `make clean`, then `make -jJOBS
+# RUNS rounds with the variants interleaved and the order reversed every other round (ref
+# dropin hook, hook dropin ref, ...), so that a steady drift of the machine weighs on all three
+# alike. Each build: `make clean`, then `make -jJOBS
 # vmlinux modules` under /usr/bin/time (wall, and user + system CPU of make and everything it
 # ran). The hook's recorder calls are also timed one by one (RECORDPATCH under /usr/bin/time).
 # Then, outside the builds, the per-object recorders alone, on the objects kernel/e2e.sh kept
 # unrecorded for the same configuration (its corpus, and the module corpus if STEPS=modules ran):
 # each recorded by each tool, one process per object, one at a time, under /usr/bin/time; the
-# same loop running `true` is the baseline subtracted (CPU per object).
+# same loop running /bin/true is the baseline subtracted (CPU per object).
 #
 #   KERNEL_VERSION=6.12 kernel/build-cost.sh           6.12 mipsel, RUNS=2
 #   E2E_ARCH=mips64 RUNS=3 kernel/build-cost.sh        6.1 mips64
@@ -161,11 +162,13 @@ fi
 [ -x "$REF_TOOL" ] || { echo "the reference $REF_TOOL is missing" >&2; exit 1; }
 mkdir -p "$RES"; : > "$RES/times.tsv"
 log "$RUNS rounds of: $VARIANTS (each a clean make -j$JOBS vmlinux modules)"
+ORDER=$VARIANTS
 for r in $(seq 1 "$RUNS"); do
-    for v in $VARIANTS; do build "$v" "$r"; done
+    for v in $ORDER; do build "$v" "$r"; done
+    ORDER=$(printf '%s\n' $ORDER | tac | tr '\n' ' ')
 done
 if [ -d "$WORK/corpus-$KE" ]; then
-    alone true baseline
+    alone /bin/true baseline   # a process per object: what every recorder pays before its work
     alone "$REF_TOOL" reference
     alone "$SHIM" recordpatch
 else
