@@ -28,45 +28,21 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 MAIN=$(dirname "$HERE")
-WORK=${WORK:-/work/kbuild}
-E2E_ARCH=${E2E_ARCH:-mipsel}
-KERNEL_VERSION=${KERNEL_VERSION:-6.1}
 RUNS=${RUNS:-2}
 JOBS=${JOBS:-2}
 VARIANTS=${VARIANTS:-ref dropin hook}
 RECORDPATCH=${RECORDPATCH:-$MAIN/.venv/bin/recordpatch}
 SHIM=$MAIN/scripts/recordmcount
-K=$E2E_ARCH-$KERNEL_VERSION
-KE=$E2E_ARCH-$KERNEL_VERSION; [ "$KERNEL_VERSION" = 6.1 ] && KE=$E2E_ARCH   # kernel/e2e.sh's names
-TREE=$WORK/cost-$K
+# shellcheck source=kernel/e2e-common.sh
+. "$HERE/e2e-common.sh"   # target, version, K, REF_TOOL, CROSS_COMPILE, hook_patch
+[ "$E2E_TOOLCHAIN" = gcc ] ||
+    { echo "kernel-cost builds with GCC only (the reference cannot record clang's objects)" >&2; exit 2; }
+KE=$K                                              # kernel/e2e.sh's names: corpus-KE, out-KE
+K=$E2E_ARCH-$KERNEL_VERSION$SFX
+TREE=$WORK/cost-$K                                 # a tree of its own
 RES=$TREE.results
-HOOK_PATCH=$HERE/recordpatch-vmlinux-hook-$KERNEL_VERSION.patch
-case $KERNEL_VERSION in
-6.1)  REF_TOOL=/usr/lib/linux-kbuild-6.1/scripts/recordmcount ;;
-6.12) REF_TOOL=$WORK/recordmcount-built-$E2E_ARCH-6.12 ;;
-*) echo "KERNEL_VERSION must be 6.1 or 6.12" >&2; exit 2 ;;
-esac
-case $E2E_ARCH in
-mipsel) CROSS_COMPILE=mipsel-linux-gnu- ;;
-mips64) CROSS_COMPILE=mips64-linux-gnuabi64- ;;
-mipsr6) CROSS_COMPILE=mipsisa32r6-linux-gnu- ;;
-*) echo "E2E_ARCH must be mipsel, mips64 or mipsr6" >&2; exit 2 ;;
-esac
-export ARCH=mips CROSS_COMPILE
-export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 2025' KBUILD_BUILD_VERSION=1
-export KBUILD_BUILD_USER=e2e KBUILD_BUILD_HOST=recordpatch
-
 log() { printf '== [cost %s %s] %s\n' "$K" "$(date +%T)" "$*"; }
 mk() { make -C "$TREE" -j"$JOBS" "$@"; }
-
-hook_patch() {  # apply|revert, idempotently
-    if [ "$1" = apply ]; then
-        patch -d "$TREE" -p1 -R --dry-run -s -f < "$HOOK_PATCH" >/dev/null 2>&1 ||
-            patch -d "$TREE" -p1 -s < "$HOOK_PATCH"
-    elif patch -d "$TREE" -p1 -R --dry-run -s -f < "$HOOK_PATCH" >/dev/null 2>&1; then
-        patch -d "$TREE" -p1 -R -s < "$HOOK_PATCH"
-    fi
-}
 
 recorder() {  # install what Kbuild runs as scripts/recordmcount (a fresh file: Kbuild keeps it)
     case $1 in
@@ -156,7 +132,7 @@ EOF
 # --- the tree: extracted and configured by kernel/e2e.sh's own set-up, in a directory of its own
 if [ ! -f "$TREE/.config" ]; then
     log "configuring $TREE with kernel/e2e.sh (E2E_CONFIGURE_ONLY=1)"
-    TREE=$TREE WORK=$WORK E2E_ARCH=$E2E_ARCH KERNEL_VERSION=$KERNEL_VERSION E2E_SETUP=0 \
+    TREE=$TREE WORK=$WORK E2E_ARCH=$E2E_ARCH KERNEL_VERSION=$KERNEL_VERSION E2E_DCE=$E2E_DCE E2E_SETUP=0 \
         E2E_CONFIGURE_ONLY=1 bash "$HERE/e2e.sh"
 fi
 [ -x "$REF_TOOL" ] || { echo "the reference $REF_TOOL is missing" >&2; exit 1; }
