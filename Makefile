@@ -121,12 +121,15 @@ demo-patch: venv
 # record pass and audit, with the fast tests of [tool.mutmut] in pyproject.toml and the CLI run
 # in-process so that mutmut sees it. Results stay in mutants/ (`mutmut results`, `mutmut show
 # NAME`); score and survivors: docs/testing.md. MUTATE_JOBS=2 suits a 2-core machine.
+# MUTATE_NAMES narrows the run to mutant names (mutmut's globs), e.g. one file:
+#   make mutate MUTATE_NAMES='recordpatch.arch.mips.*'
 MUTATE_JOBS ?= 2
 MUTATE_TARGETS ?= mipsel,mips64,mipsr6
+MUTATE_NAMES ?=
 .PHONY: mutate
 mutate: venv
 	$(PY) -m pip install -q 'mutmut>=3.8,<4'
-	RECORDPATCH_TESTS_IN_PROCESS=1 RECORDPATCH_TESTS_TARGETS=$(MUTATE_TARGETS) nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS)
+	RECORDPATCH_TESTS_IN_PROCESS=1 RECORDPATCH_TESTS_TARGETS=$(MUTATE_TARGETS) nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) $(MUTATE_NAMES)
 	$(VENV)/bin/mutmut results
 
 # Fuzz every command on mutated fixtures of all five targets (tests/fuzz/, issue 6): at least
