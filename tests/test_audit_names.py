@@ -1,0 +1,63 @@
+"""Where audit says a finding is ("in func+0x12"): the function and offset of every
+instruction, against GNU objdump's own nearest-symbol annotation (`--prefix-addresses`),
+section indexes from pyelftools. Fixtures: MIPS32 and n64 objects, many sections, and an
+object mixing MIPS32 and microMIPS functions (halfword offsets)."""
+
+import re
+import subprocess
+
+import pytest
+
+from conftest import FIXTURES, cross, need_module, target_of
+from recordpatch.elf.reader import ElfFile
+from recordpatch.passes import audit
+
+OBJECTS = ["mipsel/kernel/basic.o", "mipsel/kernel/fsections.o", "mips64/kernel/sections.o",
+           "mipsel/pfe-mm/pfe_isa.o", "mips64el/kernel/weak.o"]
+LINE = re.compile(r"^([0-9a-f]+) <([^>+-]+)(?:([+-])0x([0-9a-f]+))?> ")
+
+
+def objdump_labels(path):
+    """{(section name, offset): (symbol, signed offset)} for every instruction objdump lists."""
+    out = subprocess.run([cross(target_of(path), "objdump"), "-d", "-z", "--prefix-addresses",
+                          str(path)], capture_output=True, text=True, check=True).stdout
+    sec, got = None, {}
+    for line in out.splitlines():
+        if line.startswith("Disassembly of section "):
+            sec = line[len("Disassembly of section "):].rstrip(":")
+            continue
+        m = LINE.match(line)
+        if m and sec:
+            off = int(m[4], 16) if m[4] else 0
+            got[(sec, int(m[1], 16))] = (m[2], -off if m[3] == "-" else off)
+    return got
+
+
+@pytest.mark.parametrize("rel", OBJECTS)
+def test_function_and_offset_as_objdump_names_them(rel):
+    elffile = need_module("elftools.elf.elffile")
+    path = FIXTURES / rel
+    with open(path, "rb") as f:
+        e = elffile.ELFFile(f)
+        index = {s.name: i for i, s in enumerate(e.iter_sections())}
+        funcs = {s.name for s in e.get_section_by_name(".symtab").iter_symbols()
+                 if s["st_info"]["type"] == "STT_FUNC"}
+    ours = audit._func_index(ElfFile(path.read_bytes()))
+    labels = objdump_labels(path)
+    checked = before = 0
+    for (sec, off), (name, delta) in labels.items():
+        if name not in funcs:
+            continue                    # objdump chose a non-function symbol (a section's)
+        got = audit._func_at(ours, index[sec], off)
+        if delta < 0:                   # before the section's first function
+            assert got is None, (sec, off, got)
+            before += 1
+            continue
+        assert got == (name, delta), (sec, off)
+        assert audit._in(got) == f" in {name}" + (f"+{delta:#x}" if delta else "")
+        checked += 1
+    assert checked > 20, checked
+    # a section without functions, and an index no section has, name nothing
+    assert audit._func_at(ours, 0, 0) is None and audit._func_at(ours, 10 ** 6, 0) is None
+    assert audit._in(None) == ""
+
