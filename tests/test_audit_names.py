@@ -17,9 +17,9 @@ OBJECTS = ["mipsel/kernel/basic.o", "mipsel/kernel/fsections.o", "mips64/kernel/
 LINE = re.compile(r"^([0-9a-f]+) <([^>+-]+)(?:([+-])0x([0-9a-f]+))?> ")
 
 
-def objdump_labels(path):
+def objdump_labels(path, target=None):
     """{(section name, offset): (symbol, signed offset)} for every instruction objdump lists."""
-    out = subprocess.run([cross(target_of(path), "objdump"), "-d", "-z", "--prefix-addresses",
+    out = subprocess.run([cross(target or target_of(path), "objdump"), "-d", "-z", "--prefix-addresses",
                           str(path)], capture_output=True, text=True, check=True).stdout
     sec, got = None, {}
     for line in out.splitlines():
@@ -61,3 +61,29 @@ def test_function_and_offset_as_objdump_names_them(rel):
     assert audit._func_at(ours, 0, 0) is None and audit._func_at(ours, 10 ** 6, 0) is None
     assert audit._in(None) == ""
 
+
+
+@pytest.mark.parametrize("target", ["mipsel", "mips64"])
+def test_linked_image_offsets_as_objdump_names_them(target):
+    """A linked kernel's addresses: the offset into the nearest function or label, as in
+    "entry 0x80001234 (func+0x1c)" findings."""
+    elffile = need_module("elftools.elf.elffile")
+    path = FIXTURES / "stripped" / target / "vmlinux"
+    with open(path, "rb") as f:
+        e = elffile.ELFFile(f)
+        addr_of = {}
+        for s in e.get_section_by_name(".symtab").iter_symbols():
+            if s["st_info"]["type"] in ("STT_FUNC", "STT_NOTYPE") and s["st_shndx"] != "SHN_UNDEF":
+                addr_of.setdefault(s.name, set()).add(s["st_value"] & ~1)
+    names = audit._linked_symbols(ElfFile(path.read_bytes()).symtab)[0]
+    near = audit._Names(names)
+    checked = 0
+    for (_, addr), (name, delta) in objdump_labels(path, target).items():
+        if name not in addr_of or delta < 0:
+            continue
+        got = near.near(addr)
+        assert got is not None and got[1] == delta and addr - delta in addr_of[name], \
+            (hex(addr), name, delta, got)
+        checked += 1
+    assert checked > 50, checked
+    assert near.near(min(names) - 4) is None
