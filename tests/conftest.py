@@ -130,6 +130,18 @@ def run_reference(path: Path) -> subprocess.CompletedProcess:
 #: `make mutate` sets this: the CLI then runs inside the test process, where the mutation
 #: tool sees (and switches) the code it mutated; a subprocess would hide it.
 IN_PROCESS = bool(os.environ.get("RECORDPATCH_TESTS_IN_PROCESS"))
+#: Under `make mutate` the hand-built unit tests run first: pytest stops a mutant's run at the
+#: first failure (-x), and mutmut hands pytest each mutant's tests in no useful order, so a
+#: mutant a unit test kills would otherwise wait for the slow differential tests first.
+MUTATE_ORDER = ("test_mips_rules.py", "test_refused_calls_asm.py", "test_audit_names.py",
+                "test_fastpaths.py", "test_shapes.py", "test_weakonly.py", "test_audit.py",
+                "test_regress.py", "test_cli.py", "test_differential.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    if IN_PROCESS:
+        rank = {name: k for k, name in enumerate(MUTATE_ORDER)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: file order kept
 
 
 def run_ours(*args, check=False, cwd=None) -> subprocess.CompletedProcess:
