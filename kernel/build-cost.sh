@@ -54,7 +54,7 @@ recorder() {  # install what Kbuild runs as scripts/recordmcount (a fresh file: 
 
 build() {  # variant round
     local v=$1 r=$2 d=$RES/$1-$2 rp=()
-    mkdir -p "$d"
+    mkdir -p "$d"; rm -f "$d/recorder.times"   # appended to call by call: this round only
     hook_patch revert
     if [ "$v" = hook ]; then
         hook_patch apply
