@@ -17,11 +17,14 @@
 # Then, outside the builds, the per-object recorders alone, on the objects kernel/e2e.sh kept
 # unrecorded for the same configuration (its corpus, and the module corpus if STEPS=modules ran):
 # each recorded by each tool, one process per object, one at a time, under /usr/bin/time; the
-# same loop running /bin/true is the baseline subtracted (CPU per object).
+# same loop running /bin/true shows what a process costs by itself; and the hook's recorder
+# alone on vmlinux.o and the .ko files of the same configuration (tables stripped; kernel/e2e.sh
+# keeps them).
 #
 #   KERNEL_VERSION=6.12 kernel/build-cost.sh           6.12 mipsel, RUNS=2
 #   E2E_ARCH=mips64 RUNS=3 kernel/build-cost.sh        6.1 mips64
 #   make kernel-cost KERNEL_VERSION=6.12 [KERNEL_E2E_ARCH=...] [COST_RUNS=2]
+#   make kernel-cost ... COST_RUNS=0                   only the recorders alone, and the summary
 # Results: $WORK/cost-<arch>-<version>.results/ (times.tsv, summary.txt); ~17 min per build
 # on 2 cores (6.12 mipsel), so ~1 h 45 min for RUNS=2.
 set -euo pipefail
@@ -88,6 +91,23 @@ alone() {  # tool label: record every kept object, one process each, one at a ti
     log "recorder alone, $label: $(wc -l < "$RES/args.log") objects: wall user system $(cat "$RES/alone-$label.time")"
 }
 
+hook_alone() {  # the hook's own work without a build: vmlinux.o and each .ko, one process each
+    local scratch=$RES/hook-alone vo=$WORK/vmlinux-$KE-notable.o kos=$WORK/modko-notable-$KE
+    if [ ! -f "$vo" ] || [ ! -d "$kos" ]; then
+        log "no $vo or $kos (make kernel-e2e and STEPS=modules first): no hook-alone times"
+        return
+    fi
+    rm -rf "$scratch"; mkdir -p "$scratch"
+    cp "$vo" "$scratch/vmlinux.o"; cp -r "$kos/." "$scratch/"
+    (cd "$scratch" && { echo vmlinux.o; find . -name '*.ko' | sort; }) > "$RES/hook-alone.list"
+    # shellcheck disable=SC2016
+    /usr/bin/time -f '%e %U %S' -o "$RES/alone-hook.time" \
+        sh -c 'cd "$1" && while read -r f; do $2 "$f" >/dev/null 2>&1 || true; done < "$3"' \
+        sh "$scratch" "$RECORDPATCH" "$RES/hook-alone.list"
+    rm -rf "$scratch"
+    log "hook alone: $(wc -l < "$RES/hook-alone.list") files: wall user system $(cat "$RES/alone-hook.time")"
+}
+
 summary() {
     "${PY:-python3}" - "$RES" <<'EOF'
 import statistics as st, sys
@@ -112,19 +132,25 @@ for f in sorted(res.glob("hook-*/recorder.times")):
     t = [list(map(float, l.split())) for l in f.read_text().splitlines() if l.strip()]
     out.append(f"{f.parent.name}: {len(t)} recorder calls, {sum(a for a, _, _ in t):.2f} s wall, "
                f"{sum(b + c for _, b, c in t):.2f} s CPU")
-n = sum(1 for _ in (res / "args.log").open()) if (res / "args.log").exists() else 0
+def lines(name):
+    f = res / name
+    return sum(1 for _ in f.open()) if f.exists() else 0
 def cpu(label):
     f = res / f"alone-{label}.time"
     if not f.exists():
         return None
     _, user, sys_ = map(float, f.read_text().split())
     return user + sys_
-base = cpu("baseline") or 0.0
-for label in ("reference", "recordpatch"):
+# one /usr/bin/time around each whole loop: exact to 10 ms in all (the per-call times above
+# are each cut to 10 ms by GNU time's output, so their sum runs low)
+n, base = lines("args.log"), cpu("baseline")
+per = f"; /bin/true in the same loop {1000 * base / n:.2f} ms per process" if base and n else ""
+for label, count in (("reference", n), ("recordpatch", n), ("hook", lines("hook-alone.list"))):
     c = cpu(label)
-    if c is not None and n:
-        out.append(f"recorder alone, {label}: {n} objects, {c - base:.1f} s CPU beyond the "
-                   f"loop's own {base:.1f} s, {1000 * (c - base) / n:.1f} ms CPU per object")
+    if c is not None and count:
+        what = "files (vmlinux.o, each .ko)" if label == "hook" else "objects"
+        out.append(f"recorder alone, {label}: {count} {what}, {c:.2f} s CPU, "
+                   f"{1000 * c / count:.2f} ms per process{per}")
 print("\n".join(out))
 EOF
 }
@@ -136,7 +162,9 @@ if [ ! -f "$TREE/.config" ]; then
         E2E_CONFIGURE_ONLY=1 bash "$HERE/e2e.sh"
 fi
 [ -x "$REF_TOOL" ] || { echo "the reference $REF_TOOL is missing" >&2; exit 1; }
-mkdir -p "$RES"; : > "$RES/times.tsv"
+mkdir -p "$RES"
+# RUNS=0: no builds; the recorders alone again, and the summary of the builds already timed
+[ "$RUNS" -gt 0 ] && : > "$RES/times.tsv"
 log "$RUNS rounds of: $VARIANTS (each a clean make -j$JOBS vmlinux modules)"
 ORDER=$VARIANTS
 for r in $(seq 1 "$RUNS"); do
@@ -147,6 +175,7 @@ if [ -d "$WORK/corpus-$KE" ]; then
     alone /bin/true baseline   # a process per object: what every recorder pays before its work
     alone "$REF_TOOL" reference
     alone "$SHIM" recordpatch
+    hook_alone
 else
     log "no $WORK/corpus-$KE (make kernel-e2e for this target first): no recorder-alone times"
 fi
