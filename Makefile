@@ -94,11 +94,14 @@ kernel-e2e:
 # (with STEPS=modules) kept for the same target. kernel/build-cost.sh; docs/benchmarks.md.
 # ~17 min per build on 2 cores (6.12 mipsel): ~1 h 45 min for COST_RUNS=2.
 COST_RUNS ?= 2
+# COST_ACCT=1: the kernel's process accounting per build (package acct): CPU by command name
+COST_ACCT ?= 0
 .PHONY: kernel-cost
 kernel-cost:
 	$(KERNEL_E2E_ENV) E2E_SETUP_ONLY=1 bash kernel/e2e.sh
 	$(MAKE) venv
-	$(KERNEL_E2E_ENV) RUNS=$(COST_RUNS) RECORDPATCH=$(abspath $(RP)) bash kernel/build-cost.sh
+	$(KERNEL_E2E_ENV) RUNS=$(COST_RUNS) ACCT=$(COST_ACCT) RECORDPATCH=$(abspath $(RP)) \
+	  bash kernel/build-cost.sh
 
 # Patch the bundled qemu-user test program (testdata/qemu/) and show function fb before and
 # after, disassembled, and what the program prints in each state (issue 4).

@@ -34,6 +34,7 @@ MAIN=$(dirname "$HERE")
 RUNS=${RUNS:-2}
 JOBS=${JOBS:-2}
 VARIANTS=${VARIANTS:-ref dropin hook}
+ACCT=${ACCT:-0}   # 1: process accounting (accton, package acct) per build: CPU by command
 RECORDPATCH=${RECORDPATCH:-$MAIN/.venv/bin/recordpatch}
 SHIM=$MAIN/scripts/recordmcount
 # shellcheck source=kernel/e2e-common.sh
@@ -57,7 +58,7 @@ recorder() {  # install what Kbuild runs as scripts/recordmcount (a fresh file: 
 
 build() {  # variant round
     local v=$1 r=$2 d=$RES/$1-$2 rp=()
-    mkdir -p "$d"; rm -f "$d/recorder.times"   # appended to call by call: this round only
+    mkdir -p "$d"; rm -f "$d/recorder.times" "$d/acct-by-command.tsv"   # this round's only
     hook_patch revert
     if [ "$v" = hook ]; then
         hook_patch apply
@@ -66,10 +67,20 @@ build() {  # variant round
     mk -s clean
     recorder "$v"
     log "$v round $r: make vmlinux modules (log: $d/build.log)"
+    if [ "$ACCT" = 1 ]; then rm -f "$d/pacct"; touch "$d/pacct"; accton "$d/pacct" >/dev/null; fi
     /usr/bin/time -f '%e %U %S' -o "$d/time.txt" \
         make -C "$TREE" -j"$JOBS" vmlinux modules "${rp[@]}" > "$d/build.log" 2>&1 ||
-        { tail -20 "$d/build.log"; hook_patch revert; exit 1; }
+        { tail -20 "$d/build.log"; hook_patch revert; [ "$ACCT" = 1 ] && accton off; exit 1; }
     hook_patch revert
+    if [ "$ACCT" = 1 ]; then
+        accton off >/dev/null
+        # CPU by command name (the kernel's process accounting: user + system, each process
+        # cut to 10 ms): shows which work a round's total owes its difference to
+        dump-acct "$d/pacct" | awk -F'|' '{gsub(/ +$/, "", $1); c[$1] += $3 + $4; n[$1]++}
+            END {for (k in c) printf "%s\t%d\t%.2f\n", k, n[k], c[k] / 100}' |
+            sort -t "$(printf '\t')" -k3,3 -g -r > "$d/acct-by-command.tsv"
+        rm -f "$d/pacct"
+    fi
     printf '%s\t%s\t%s\n' "$v" "$r" "$(tr ' ' '\t' < "$d/time.txt")" >> "$RES/times.tsv"
     log "$v round $r: wall user system: $(cat "$d/time.txt")" \
         "$( [ -f "$d/recorder.times" ] && awk '{n++; c += $2 + $3} END {printf "; %d recorder calls, %.2f s CPU", n, c}' "$d/recorder.times")"
@@ -151,6 +162,20 @@ for label, count in (("reference", n), ("recordpatch", n), ("hook", lines("hook-
         what = "files (vmlinux.o, each .ko)" if label == "hook" else "objects"
         out.append(f"recorder alone, {label}: {count} {what}, {c:.2f} s CPU, "
                    f"{1000 * c / count:.2f} ms per process{per}")
+acct = {}
+for f in sorted(res.glob("*-*/acct-by-command.tsv")):
+    acct[f.parent.name] = {c: float(t) for c, _, t in
+                           (l.split("\t") for l in f.read_text().splitlines() if l)}
+if acct:
+    rounds = sorted(acct)
+    top = sorted({c for r in rounds for c, _ in sorted(acct[r].items(), key=lambda x: -x[1])[:8]}
+                 | {"recordmcount", "recordpatch", "python3", "python"},
+                 key=lambda c: -max(acct[r].get(c, 0) for r in rounds))
+    out.append("CPU s by command (process accounting, each process cut to 10 ms):")
+    out.append(f"{'command':<16}" + "".join(f"{r:>12}" for r in rounds))
+    for c in top:
+        out.append(f"{c:<16}" + "".join(f"{acct[r].get(c, 0):>12.2f}" for r in rounds))
+    out.append(f"{'all':<16}" + "".join(f"{sum(acct[r].values()):>12.2f}" for r in rounds))
 print("\n".join(out))
 EOF
 }
@@ -162,6 +187,11 @@ if [ ! -f "$TREE/.config" ]; then
         E2E_CONFIGURE_ONLY=1 bash "$HERE/e2e.sh"
 fi
 [ -x "$REF_TOOL" ] || { echo "the reference $REF_TOOL is missing" >&2; exit 1; }
+if [ "$ACCT" = 1 ] && ! command -v accton >/dev/null; then
+    log "ACCT=1: installing acct (accton, dump-acct)"
+    $( [ "$(id -u)" = 0 ] || echo sudo ) apt-get install -y --no-install-recommends acct >/dev/null
+    accton off >/dev/null 2>&1 || true   # the package may switch accounting on for the system
+fi
 mkdir -p "$RES"
 # RUNS=0: no builds; the recorders alone again, and the summary of the builds already timed
 [ "$RUNS" -gt 0 ] && : > "$RES/times.tsv"
