@@ -176,6 +176,21 @@ if acct:
     for c in top:
         out.append(f"{c:<16}" + "".join(f"{acct[r].get(c, 0):>12.2f}" for r in rounds))
     out.append(f"{'all':<16}" + "".join(f"{sum(acct[r].values()):>12.2f}" for r in rounds))
+    # cc1 is the same compilations in every variant: its CPU tracks the machine's speed in
+    # that round. Each round's total (GNU time) scaled to the mean cc1 CPU: the drift taken out.
+    tot = {f"{v}-{r}": float(u) + float(s_) for v, r, _, u, s_ in rows}
+    cc1 = {r: acct[r]["cc1"] for r in rounds if "cc1" in acct[r] and r in tot}
+    if cc1:
+        m = st.mean(cc1.values())
+        norm = {r: tot[r] * m / cc1[r] for r in cc1}
+        out.append(f"CPU s scaled by each round's cc1 CPU (mean cc1 {m:.1f} s): " +
+                   ", ".join(f"{r} {norm[r]:.1f}" for r in sorted(norm)))
+        base = [norm[r] for r in norm if r.startswith("ref-")]
+        for v in ("dropin", "hook"):
+            xs = [norm[r] for r in norm if r.startswith(v + "-")]
+            if base and xs:
+                d = st.mean(xs) - st.mean(base)
+                out.append(f"  {v} - ref, scaled: {d:+.1f} s ({100 * d / st.mean(base):+.2f} %)")
 print("\n".join(out))
 EOF
 }
@@ -193,8 +208,9 @@ if [ "$ACCT" = 1 ] && ! command -v accton >/dev/null; then
     accton off >/dev/null 2>&1 || true   # the package may switch accounting on for the system
 fi
 mkdir -p "$RES"
-# RUNS=0: no builds; the recorders alone again, and the summary of the builds already timed
-[ "$RUNS" -gt 0 ] && : > "$RES/times.tsv"
+# A run with builds replaces the last run's results (copy them first to keep them); RUNS=0:
+# no builds, the recorders alone again and the summary of the builds already timed.
+if [ "$RUNS" -gt 0 ]; then rm -rf "${RES:?}"/*; : > "$RES/times.tsv"; fi
 log "$RUNS rounds of: $VARIANTS (each a clean make -j$JOBS vmlinux modules)"
 ORDER=$VARIANTS
 for r in $(seq 1 "$RUNS"); do
