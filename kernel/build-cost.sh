@@ -65,15 +65,26 @@ build() {  # variant round
         rp=(RECORDPATCH="/usr/bin/time -f %e\ %U\ %S -a -o $d/recorder.times $RECORDPATCH")
     fi
     mk -s clean
+    # `make clean` deletes scripts/recordmcount and its .cmd; without the .cmd Kbuild builds
+    # the C tool again over whatever is installed (every round of the runs before this fix
+    # measured Kbuild's own recordmcount as "dropin"). So: the host tools first, untimed and
+    # alike for every variant, then the recorder over them, newer than recordmcount.c with
+    # its .cmd in place, which Kbuild keeps; checked after the build.
+    mk -s scripts
     recorder "$v"
+    cp -p "$TREE/scripts/recordmcount" "$d/recorder.installed"
     log "$v round $r: make vmlinux modules (log: $d/build.log)"
     if [ "$ACCT" = 1 ]; then rm -f "$d/pacct"; touch "$d/pacct"; accton "$d/pacct" >/dev/null; fi
     /usr/bin/time -f '%e %U %S' -o "$d/time.txt" \
         make -C "$TREE" -j"$JOBS" vmlinux modules "${rp[@]}" > "$d/build.log" 2>&1 ||
         { tail -20 "$d/build.log"; hook_patch revert; [ "$ACCT" = 1 ] && accton off; exit 1; }
     hook_patch revert
+    [ "$ACCT" = 1 ] && accton off >/dev/null
+    if ! cmp -s "$TREE/scripts/recordmcount" "$d/recorder.installed"; then
+        echo "Kbuild replaced scripts/recordmcount during the $v round: not measured" >&2
+        exit 1
+    fi
     if [ "$ACCT" = 1 ]; then
-        accton off >/dev/null
         # CPU by command name (the kernel's process accounting: user + system, each process
         # cut to 10 ms): shows which work a round's total owes its difference to
         dump-acct "$d/pacct" | awk -F'|' '{gsub(/ +$/, "", $1); c[$1] += $3 + $4; n[$1]++}
