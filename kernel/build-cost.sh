@@ -97,6 +97,17 @@ build() {  # variant round
         "$( [ -f "$d/recorder.times" ] && awk '{n++; c += $2 + $3} END {printf "; %d recorder calls, %.2f s CPU", n, c}' "$d/recorder.times")"
 }
 
+timed_loop() {  # label scratch list tool: `tool LINE` in scratch for each line of list, one
+    # process at a time, under one /usr/bin/time (exact to 10 ms in all); scratch removed after
+    local label=$1 scratch=$2 list=$3 tool=$4
+    # shellcheck disable=SC2016
+    /usr/bin/time -f '%e %U %S' -o "$RES/alone-$label.time" \
+        sh -c 'cd "$1" && while read -r args; do $2 $args >/dev/null 2>&1 || true; done < "$3"' \
+        sh "$scratch" "$tool" "$list"
+    rm -rf "$scratch"
+    log "recorder alone, $label: $(wc -l < "$list") files: wall user system $(cat "$RES/alone-$label.time")"
+}
+
 CORPORA="$WORK/corpus-$KE:$WORK/out-$KE/ref/args.log $WORK/modcorpus-$KE:$WORK/out-$KE/modules/args.log"
 alone() {  # tool label: record every kept object, one process each, one at a time
     local tool=$1 label=$2 scratch=$RES/alone c
@@ -105,12 +116,7 @@ alone() {  # tool label: record every kept object, one process each, one at a ti
         [ -d "${c%%:*}" ] && [ -f "${c#*:}" ] || continue
         cp -r "${c%%:*}/." "$scratch/"; cat "${c#*:}" >> "$RES/args.log"
     done
-    # shellcheck disable=SC2016
-    /usr/bin/time -f '%e %U %S' -o "$RES/alone-$label.time" \
-        sh -c 'cd "$1" && while read -r args; do $2 $args >/dev/null 2>&1 || true; done < "$3"' \
-        sh "$scratch" "$tool" "$RES/args.log"
-    rm -rf "$scratch"
-    log "recorder alone, $label: $(wc -l < "$RES/args.log") objects: wall user system $(cat "$RES/alone-$label.time")"
+    timed_loop "$label" "$scratch" "$RES/args.log" "$tool"
 }
 
 hook_alone() {  # the hook's own work without a build: vmlinux.o and each .ko, one process each
@@ -122,12 +128,7 @@ hook_alone() {  # the hook's own work without a build: vmlinux.o and each .ko, o
     rm -rf "$scratch"; mkdir -p "$scratch"
     cp "$vo" "$scratch/vmlinux.o"; cp -r "$kos/." "$scratch/"
     (cd "$scratch" && { echo vmlinux.o; find . -name '*.ko' | sort; }) > "$RES/hook-alone.list"
-    # shellcheck disable=SC2016
-    /usr/bin/time -f '%e %U %S' -o "$RES/alone-hook.time" \
-        sh -c 'cd "$1" && while read -r f; do $2 "$f" >/dev/null 2>&1 || true; done < "$3"' \
-        sh "$scratch" "$RECORDPATCH" "$RES/hook-alone.list"
-    rm -rf "$scratch"
-    log "hook alone: $(wc -l < "$RES/hook-alone.list") files: wall user system $(cat "$RES/alone-hook.time")"
+    timed_loop hook "$scratch" "$RES/hook-alone.list" "$RECORDPATCH"
 }
 
 summary() {
@@ -196,12 +197,12 @@ if acct:
         norm = {r: tot[r] * m / cc1[r] for r in cc1}
         out.append(f"CPU s scaled by each round's cc1 CPU (mean cc1 {m:.1f} s): " +
                    ", ".join(f"{r} {norm[r]:.1f}" for r in sorted(norm)))
-        base = [norm[r] for r in norm if r.startswith("ref-")]
+        refs = [norm[r] for r in norm if r.startswith("ref-")]
         for v in ("dropin", "hook"):
             xs = [norm[r] for r in norm if r.startswith(v + "-")]
-            if base and xs:
-                d = st.mean(xs) - st.mean(base)
-                out.append(f"  {v} - ref, scaled: {d:+.1f} s ({100 * d / st.mean(base):+.2f} %)")
+            if refs and xs:
+                d = st.mean(xs) - st.mean(refs)
+                out.append(f"  {v} - ref, scaled: {d:+.1f} s ({100 * d / st.mean(refs):+.2f} %)")
 print("\n".join(out))
 EOF
 }
