@@ -241,7 +241,7 @@ def test_rel_addends_as_gas_writes_them(target, tmp_path):
         assert mips.rel_with_addend(t, blank, addend) == w, (src, hex(w))
         assert blank != w
     assert mips.rel_addend(18, 0) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^18$"):       # the type is named
         mips.rel_with_addend(18, 0, 0)
 
 
@@ -301,3 +301,96 @@ LUI_AT, JALR_AT_AT, LI_T0_0, LI_T0_1 = 0x3C018011, 0x00200809, 0x24080000, 0x240
 ])
 def test_pad_state(w0, w1, w2, r6, state):
     assert mips.pad_state(w0, w1, w2, 8, r6) == state
+
+
+def test_sext_sign_bit_is_the_top_bit():
+    """Two's complement: only bit ``bits - 1`` makes the value negative."""
+    assert mips.sext(0x4000, 16) == 0x4000 and mips.sext(0x7FFF, 16) == 0x7FFF
+    assert mips.sext(0x8000, 16) == -0x8000 and mips.sext(0xFFFF, 16) == -1
+    assert mips.sext(0x80000, 21) == 0x80000 and mips.sext(0x100000, 21) == -0x100000
+    assert mips.sext(0x1_2345, 16) == 0x2345                    # bits above are dropped
+
+
+def test_readers_refuse_misaligned_offsets():
+    """Instructions are 4-byte (MIPS32) or 2-byte (microMIPS) aligned: an offset that is
+    not is no instruction, and neither is one past the end."""
+    data = bytes(range(8))
+    word, half = mips.words(data, ">"), mips.halfwords(data, "<")
+    assert [word(o) for o in range(-4, 9)] == [None] * 4 + [0x00010203] + [None] * 3 + [
+        0x04050607] + [None] * 4
+    assert [half(o) for o in range(-2, 9)] == [None, None, 0x0100, None, 0x0302, None, 0x0504,
+                                              None, 0x0706, None, None]
+
+
+def test_nop_run_stops_at_64_by_default():
+    """The longest pad `-fpatchable-function-entry` is read as: 64 nops."""
+    assert mips.nop_run(bytes(4 * 70), 0, ">", False) == list(range(0, 4 * 65, 4))
+    assert mips.nop_run(bytes(4 * 70), 0, ">", True) == list(range(0, 4 * 65, 4))   # nop32s
+
+
+# ABIs as GNU as writes them (readelf -h shows the class and flags named in each comment);
+# the e_flags offset in the ELF header is 36 (ELF32) or 48 (ELF64) (gABI, "ELF Header").
+ABI_OBJECTS = [
+    ("mips", "-march=mips32r2", ("o32", 4, mips.R_MIPS_32, False)),        # ELF32 o32 mips32r2
+    ("mipsr6", "-march=mips32r6", ("o32", 4, mips.R_MIPS_32, True)),       # ELF32 o32 mips32r6
+    ("mips64", "-mabi=64 -march=mips64r2", ("n64", 8, mips.R_MIPS_64, False)),  # ELF64 mips64r2
+    ("mips64", "-mabi=64 -march=mips64r6", ("n64", 8, mips.R_MIPS_64, True)),   # ELF64 mips64r6
+    ("mips64", "-mabi=n32", "unsupported MIPS ABI n32 (only o32 and n64 are handled)"),  # abi2
+    ("mips64", "-mabi=o64", "unsupported MIPS ABI o64 (only o32 and n64 are handled)"),  # o64
+    ("mips64", "-mabi=eabi -mgp64", "unsupported MIPS ABI eabi64 (only o32 and n64 are handled)"),
+    ("mips64", "-mabi=eabi -mgp32", "unsupported MIPS ABI eabi32 (only o32 and n64 are handled)"),
+]
+
+
+def gas_object(tmp_path, target, flags):
+    from conftest import cross
+    s, o = tmp_path / "a.s", tmp_path / "a.o"
+    s.write_text("\t.text\nf:\tnop\n")
+    subprocess.run([cross(target, "as"), *flags.split(), str(s), "-o", str(o)], check=True)
+    return o
+
+
+def header_abi(data: bytes):
+    bits = 64 if data[4] == 2 else 32                   # EI_CLASS
+    flags = struct.unpack_from((">" if data[5] == 2 else "<") + "I", data,
+                               48 if bits == 64 else 36)[0]
+    return bits, flags
+
+
+@pytest.mark.parametrize("target,flags,want", ABI_OBJECTS, ids=[f"{a[0]}{a[1]}" for a in ABI_OBJECTS])
+def test_abi_of_gas_objects(target, flags, want, tmp_path):
+    bits, e_flags = header_abi(gas_object(tmp_path, target, flags).read_bytes())
+    if isinstance(want, str):
+        with pytest.raises(UnsupportedError) as e:
+            mips.abi_of(bits, e_flags)
+        assert str(e.value) == want
+    else:
+        assert mips.abi_of(bits, e_flags) == want
+
+
+def test_abi_fields_gas_never_writes(tmp_path):
+    """o32 with the ABI field 0 (older tools) is o32; a field in an ELF64 file, or one no
+    ABI has, is refused by name or number. The flags are gas's, with the field rewritten."""
+    _, o32 = header_abi(gas_object(tmp_path, "mips", "-march=mips32r2").read_bytes())
+    _, n64 = header_abi(gas_object(tmp_path, "mips64", "-mabi=64").read_bytes())
+    assert o32 & mips.EF_MIPS_ABI == mips.E_MIPS_ABI_O32 and n64 & mips.EF_MIPS_ABI == 0
+    assert mips.abi_of(32, o32 & ~mips.EF_MIPS_ABI).name == "o32"
+    tail = " (only o32 and n64 are handled)"
+    for bits, base, field, want in (
+            (32, o32, 0x5000, "unsupported MIPS ABI 0x5000" + tail),
+            (64, n64, mips.E_MIPS_ABI_O64, "unsupported MIPS ABI o64 in an ELF64 file" + tail),
+            (64, n64, 0x5000, "unsupported MIPS ABI 0x5000 in an ELF64 file" + tail)):
+        with pytest.raises(UnsupportedError) as e:
+            mips.abi_of(bits, base & ~mips.EF_MIPS_ABI | field)
+        assert str(e.value) == want
+
+
+def test_record_refuses_n32_in_one_line(tmp_path):
+    from conftest import run_ours
+    o = gas_object(tmp_path, "mips64", "-mabi=n32")
+    before = o.read_bytes()
+    r = run_ours("record", o)
+    assert r.returncode != 0 and r.stdout == ""
+    assert r.stderr == (f"{o}: error: recordpatch: unsupported MIPS ABI n32 "
+                        "(only o32 and n64 are handled)\n")
+    assert o.read_bytes() == before

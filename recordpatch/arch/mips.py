@@ -192,10 +192,10 @@ def move_at_ra_before(word, offset: int) -> bool:
                                                          -4)) if p is not None)
 
 
-def long_call_jalr(word, lo: int) -> tuple[int, bool]:
-    """GCC's long call after its `addiu v1,v1,%lo(_mcount)` at ``lo``: (offset of the
-    `jalr v1` within LONG_CALL_WINDOW words, -1 if none; whether a `move at,ra` came
-    first). The one recogniser of that shape: record (relocatable) and audit (linked)."""
+def long_call_jalr(word, lo: int) -> tuple[bool, bool]:
+    """GCC's long call after its `addiu v1,v1,%lo(_mcount)` at ``lo``: (whether a
+    `jalr v1` follows within LONG_CALL_WINDOW words; whether a `move at,ra` came before
+    it). The one recogniser of that shape: record (relocatable) and audit (linked)."""
     seen_move = False
     for k in range(1, LONG_CALL_WINDOW + 1):
         wk = word(lo + 4 * k)
@@ -204,8 +204,8 @@ def long_call_jalr(word, lo: int) -> tuple[int, bool]:
         if is_move_at_ra(wk):
             seen_move = True
         elif is_jalr_ra(wk, REG_V1):
-            return lo + 4 * k, seen_move
-    return -1, seen_move
+            return True, seen_move
+    return False, seen_move
 
 
 def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
@@ -233,8 +233,8 @@ def classify(word, offset: int, rtype: int, lo16_offsets) -> Verdict:
         w2 = word(lo)
         if w2 is None or not is_addiu_self(w2, REG_V1) or lo not in lo16_offsets:
             return Verdict(False, "", "address load of _mcount (lui without addiu v1,%lo(_mcount))")
-        at, seen_move = long_call_jalr(word, lo)
-        if at < 0:
+        called, seen_move = long_call_jalr(word, lo)
+        if not called:
             return Verdict(False, "", "address load of _mcount (lui/addiu v1 not followed by "
                            "jalr v1)")
         if not seen_move:
@@ -274,18 +274,18 @@ def _mm_length(h: int) -> int:
     return 2 if (h >> 10) & 7 in (1, 2, 3) else 4
 
 
-def _mm_jalr_reg(h: int, h2: int | None) -> int:
-    """The register a microMIPS `jalr[s] ra,REG` (16 or 32 bits) calls through, else -1."""
+def _mm_jalr_reg(h: int, h2: int | None) -> int | None:
+    """The register a microMIPS `jalr[s] ra,REG` (16 or 32 bits) calls through, else None."""
     if h & 0xFFC0 == 0x45C0:           # POOL16C JALR16 / JALRS16: rs in bits 4..0
         return h & 31
     if h >> 10 == 0 and h2 is not None and h2 in (0x0F3C, 0x4F3C) and (h >> 5) & 31 == REG_RA:
         return h & 31                  # POOL32A JALR / JALRS with rt = ra
-    return -1
+    return None
 
 
-def _mips_call_through(word, offset: int, refs) -> int:
+def _mips_call_through(word, offset: int, refs) -> int | None:
     """Offset of the `jalr ra,REG` that calls the _mcount address loaded from ``offset``
-    on, or -1: registers written from a word relocated against _mcount (``refs``) or
+    on, or None: registers written from a word relocated against _mcount (``refs``) or
     from such registers (lui, [d]addiu, ori, [d]addu, or, sll/dsll/dsll32) carry the
     address; a jump, a branch or another jalr ends the search."""
     carry = 0
@@ -293,7 +293,7 @@ def _mips_call_through(word, offset: int, refs) -> int:
         o = offset + 4 * k
         w = word(o)
         if w is None:
-            return -1
+            return None
         hit = o in refs
         code = op(w)
         if code == OP_LUI:
@@ -303,24 +303,24 @@ def _mips_call_through(word, offset: int, refs) -> int:
         elif code == OP_SPECIAL:
             f = funct(w)
             if f == FN_JALR:
-                return o if rd(w) == REG_RA and carry >> rs(w) & 1 else -1
+                return o if rd(w) == REG_RA and carry >> rs(w) & 1 else None
             if f in (FN_ADDU, FN_DADDU, FN_OR):
                 dst, val = rd(w), bool((carry >> rs(w) | carry >> rt(w)) & 1)
             elif f in (FN_SLL, FN_DSLL, FN_DSLL32):
                 dst, val = rd(w), bool(carry >> rt(w) & 1)
             elif f == FN_JR:
-                return -1
+                return None
             else:
                 continue
         elif code == OP_POP76 and rs(w) == 0:   # R6 jalrc / jialc: clang's R6 long call
-            return o if carry >> rt(w) & 1 else -1
+            return o if carry >> rt(w) & 1 else None
         elif code in (OP_J, OP_JAL, OP_POP66) or 4 <= code <= 7 or code == 1:
-            return -1
+            return None
         else:
             continue
         if dst:
             carry = carry | 1 << dst if val else carry & ~(1 << dst)
-    return -1
+    return None
 
 
 def refused_call(word, half, offset: int, rtype: int, refs) -> Verdict | None:
@@ -352,7 +352,7 @@ def refused_call(word, half, offset: int, rtype: int, refs) -> Verdict | None:
     if rtype not in (R_MIPS_HIGHEST, R_MIPS_HI16):
         return None
     end = _mips_call_through(word, offset, refs)
-    if end < 0:
+    if end is None:
         return None
     compact = op(word(end)) == OP_POP76   # R6 jalrc: no delay slot
     n = (end - offset) // 4 + (1 if compact else 2)
@@ -495,7 +495,7 @@ def is_jalr_at_at(w: int) -> bool:
         and rt(w) == 0
 
 
-def is_jr(w: int, reg: int, r6: bool = False) -> bool:
+def is_jr(w: int, reg: int, r6: bool) -> bool:
     """`jr reg`: SPECIAL/JR before R6; R6 encodes it as `jalr zero,reg` (also valid before)."""
     if op(w) != OP_SPECIAL or rs(w) != reg or rt(w) or rd(w) or (w >> 6) & 31 and not r6:
         return False
@@ -514,7 +514,7 @@ def li_value(w: int, reg: int) -> int | None:
     return None
 
 
-def pad_state(w0: int, w1: int | None, w2: int | None, flag_reg: int, r6: bool = False) -> str:
+def pad_state(w0: int, w1: int | None, w2: int | None, flag_reg: int, r6: bool) -> str:
     """The design's patched pad states from its first three words, or '' if none:
     init (lui at; nop; li t0,0), call-regs (lui at; jalr at,at; li t0,0),
     call (... li t0,1), redirect (lui at; addiu at,at; jr at)."""

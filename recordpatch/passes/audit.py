@@ -577,7 +577,7 @@ def _linked_state(word, off: int, pc: int, bits: int, mcount, callers, flag: int
         w1 = word(off + 4)
         if w1 is None or not mips.is_addiu_self(w1, mips.REG_V1):
             return ""
-        return "long-call lui" if mips.long_call_jalr(word, off + 4)[0] >= 0 else ""
+        return "long-call lui" if mips.long_call_jalr(word, off + 4)[0] else ""
     if mips.is_b_1f(w):
         # ftrace_make_nop in a module: the lui becomes `b 1f`; 32-bit kernels also nop the
         # addiu after it
