@@ -134,7 +134,7 @@ IN_PROCESS = bool(os.environ.get("RECORDPATCH_TESTS_IN_PROCESS"))
 #: first failure (-x), and mutmut hands pytest each mutant's tests in no useful order, so a
 #: mutant a unit test kills would otherwise wait for the slow differential tests first.
 MUTATE_ORDER = ("test_mips_rules.py", "test_refused_calls_asm.py", "test_audit_names.py",
-                "test_fastpaths.py", "test_shapes.py", "test_weakonly.py", "test_audit.py",
+                "test_audit_faults.py", "test_fastpaths.py", "test_shapes.py", "test_weakonly.py", "test_audit.py",
                 "test_regress.py", "test_cli.py", "test_differential.py")
 
 

@@ -228,7 +228,7 @@ def test_unrecorded_and_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- (c) linked image, patched state
-def link(target: str, objs: list[Path], out: Path, extra=()) -> Path:
+def link(target: str, objs: list[Path], out: Path, extra=(), ld_args=()) -> Path:
     nm, ld = cross(target, "nm"), cross(target, "ld")
     und = set()
     for o in objs:
@@ -239,7 +239,7 @@ def link(target: str, objs: list[Path], out: Path, extra=()) -> Path:
         r = subprocess.run([nm, "--defined-only", str(o)], capture_output=True, text=True, check=True)
         defined |= {ln.split()[-1] for ln in r.stdout.splitlines() if ln.strip()}
     defs = [f"--defsym={s}=0x80100000" for s in sorted(und - defined)]
-    subprocess.run([ld, "-e", "0", "-Ttext=0x80100000", *defs, "-o", str(out), *map(str, objs),
+    subprocess.run([ld, "-e", "0", "-Ttext=0x80100000", *defs, *ld_args, "-o", str(out), *map(str, objs),
                     *extra], check=True, capture_output=True)
     return out
 

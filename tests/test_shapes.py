@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, cross, recorded_sites, run_ours, run_reference
+from test_audit_names import objdump_labels
 
 SHAPES = FIXTURES / "shapes"
 STRIPPED = FIXTURES / "stripped"
@@ -135,6 +136,23 @@ def test_unpatchable_shape_refused_by_record_audit_and_patch(name, tmp_path):
     r, res = audit_json(ref)
     kinds = [f["kind"] for f in res["findings"]]
     assert r.returncode == 1 and kinds == ["unpatchable"] * len(ref_entries), r.stderr
+    # each at the reference's entry, in the function objdump names, with record's reason
+    reasons = dict(re.findall(r"\.text\+(0x[0-9a-f]+): call to _mcount the kernel cannot "
+                              r"patch, not recorded: (.*)", run_ours("record", "-w", ours).stderr))
+    labels = objdump_labels(src, "mips64")           # binutils for n64 read every MIPS ELF
+    word = 8 if "mips64" in name else 4
+    offsets = [off for _, _, off in ref_entries]
+
+    def reason(off):   # the call the entry is in: the last to start at or before it
+        return reasons[hex(max(a for a in map(lambda x: int(x, 16), reasons) if a <= off))]
+    for k, f in enumerate(res["findings"]):
+        off = f["offset"]
+        assert (f["where"], off in offsets) == (f".text+{off:#x}", True)
+        fn, delta = labels[(".text", off & ~1)]
+        assert (f["function"], f["func_offset"]) == (fn, delta)
+        assert f["message"] == (f"__mcount_loc entry (__mcount_loc+{k * word:#x}) points at a "
+                                "call the kernel cannot patch in " + fn
+                                + (f"+{delta:#x}" if delta else "") + f": {reason(off)}")
     # patch: the same verdict as record
     r = run_ours("patch", ours, "-o", tmp_path / "p.o", "--state", "nop")
     assert r.returncode == 1 and r.stderr.strip().endswith(refusal), r.stderr

@@ -1,0 +1,343 @@
+"""`recordpatch audit` of a linked image with every kind of bad table entry at once, each
+finding compared whole (kind, where, function, message). The image is GNU ld's link of
+recorded kernel fixtures; the expected values come from GNU objdump (which instruction is
+where, which function it is in, which words call _mcount) and pyelftools (section
+addresses, sizes, flags): never from audit itself.
+
+The faults are edits of the linked __mcount_loc words: zeroed (the kernel's sorttable does
+that to discarded entries: skipped), pointing into a non-executable section, a duplicate,
+misaligned, with the microMIPS bit on a MIPS32 call, at no section, straddling the end of
+.text, at an instruction that is no state of a site. Each moved entry leaves its call
+without an entry: a "missing" finding at the call objdump shows.
+"""
+
+import re
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from conftest import FIXTURES, cross, need_module, run_ours
+from recordpatch.diag import WARNING, Finding
+from recordpatch.passes import audit
+from test_audit import link
+from test_audit_names import objdump_labels
+
+INSN = re.compile(r"^([0-9a-f]+) <[^>]+> (\S+)(?:\s+(.*))?$")
+
+
+def objdump_insns(path, target):
+    """{address: 'op args'} as objdump prints them (symbolic jal targets dropped)."""
+    out = subprocess.run([cross(target, "objdump"), "-d", "-z", "--prefix-addresses",
+                          "--no-show-raw-insn", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    got = {}
+    for line in out.splitlines():
+        m = INSN.match(line)
+        if m:
+            args = re.sub(r" <[^>]*>$", "", m[3] or "").strip()
+            got[int(m[1], 16)] = f"{m[2]} {args}".strip()
+    return got
+
+
+def sections(path):
+    elffile = need_module("elftools.elf.elffile")
+    with open(path, "rb") as f:
+        e = elffile.ELFFile(f)
+        return {s.name: (s["sh_addr"], s["sh_size"], s["sh_flags"], s["sh_offset"], s["sh_type"])
+                for s in e.iter_sections()}, e.little_endian
+
+
+def in_fn(labels_by_addr, addr):
+    name, off = labels_by_addr[addr]
+    return (name, off), f" in {name}" + (f"+{off:#x}" if off else "")
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("linked")
+    objs = []
+    for n in ("basic.o", "sections.o"):
+        objs.append(tmp / n)
+        shutil.copyfile(FIXTURES / "mipsel" / "kernel" / n, objs[-1])
+    assert run_ours("record", *objs).returncode == 0
+    exe = link("mipsel", objs, tmp / "vmlinux", [str(FIXTURES / "mipsel" / "kernel" / "mcount_def.o")])
+    return exe
+
+
+def test_every_bad_entry_of_a_linked_table(image, tmp_path):
+    exe = tmp_path / "vmlinux"
+    shutil.copyfile(image, exe)
+    secs, little = sections(exe)
+    end = "<" if little else ">"
+    taddr, tsize, _, toff, _ = secs["__mcount_loc"]
+    buf = bytearray(exe.read_bytes())
+    n = tsize // 4
+    table = list(struct.unpack_from(f"{end}{n}I", buf, toff))
+    insns = objdump_insns(exe, "mipsel")
+    by_addr = {a: lab for (sec, a), lab in objdump_labels(exe, "mipsel").items()}
+    mcount = next(a for (sec, a), (name, off) in objdump_labels(exe, "mipsel").items()
+                  if name == "_mcount" and off == 0)
+    calls = sorted(a for a, i in insns.items() if i == f"jal {mcount:x}")
+    # recordmcount.c's is_mcounted_section_name has no .entry.text or .noinstr.text
+    untraced = [a for a in calls if any(secs[k][0] <= a < secs[k][0] + secs[k][1]
+                                        for k in (".entry.text", ".noinstr.text"))]
+    assert len(untraced) == 2
+    calls = [a for a in calls if a not in untraced]
+    assert sorted(table) == calls and n == 18      # what the recorder wrote: every call
+    text_addr, text_size = secs[".text"][:2]
+    data_name = next(k for k, (a, s, fl, _, ty) in secs.items()
+                     if fl & 2 and not fl & 4 and ty == "SHT_PROGBITS" and s >= 4)   # SHF_ALLOC, not EXECINSTR
+    data_addr = secs[data_name][0]
+    plain = next(a for a in sorted(insns) if secs[".text"][0] <= a < text_addr + text_size
+                 and a + 4 not in calls and a not in calls and a - 4 not in calls
+                 and insns[a].split()[0] in ("addiu", "sw", "lw"))
+    edits = {0: 0, 1: data_addr, 3: table[2], 4: table[4] + 2, 5: table[5] | 1, 6: 0x10,
+             7: text_addr + text_size - 2, 8: plain}
+    for slot, v in edits.items():
+        struct.pack_into(end + "I", buf, toff + 4 * slot, v)
+    exe.write_bytes(bytes(buf))
+
+    def at(slot):
+        return f"__mcount_loc+{4 * slot:#x}"
+
+    def sec_of(a):
+        return next((k, a - s[0]) for k, s in secs.items()
+                    if s[2] & 2 and s[0] <= a < s[0] + s[1] and s[4] != "SHT_NOBITS")
+    want = [
+        Finding(WARNING, "not-executable", f"__mcount_loc entry ({at(1)}) points at "
+                f"{data_addr:#x} in {data_name}, which is not an executable section",
+                data_name, 0),
+        Finding(WARNING, "duplicate", f"duplicate entry {table[2]:#x} ({at(3)}; also {at(2)})",
+                *sec_of(table[2])),
+        Finding(WARNING, "bad-target", f"entry {table[4] + 2:#x} is not 4-byte aligned",
+                *sec_of(table[4] + 2)),
+        Finding(WARNING, "bad-target", f"__mcount_loc entry ({at(5)}) points at "
+                f"{table[5] | 1:#x}: a microMIPS entry that is not a nop pad", *sec_of(table[5])),
+        Finding(WARNING, "bad-target", "entry 0x10 is not inside any section", "__mcount_loc",
+                4 * 6),
+        Finding(WARNING, "bad-target", f"entry {text_addr + text_size - 2:#x} is not inside "
+                "any section", "__mcount_loc", 4 * 7),
+    ]
+    fn, text = in_fn(by_addr, plain)
+    want.append(Finding(WARNING, "bad-target", f"__mcount_loc entry ({at(8)}) points at "
+                        f"{plain:#x}: `{insns[plain]}`{text}, neither a call to _mcount, a pad, "
+                        "nor a state ftrace writes", *sec_of(plain), *fn))
+    # each moved entry's call has none now; but the entry with the microMIPS bit still
+    # names its call's address, reported once (above)
+    for slot in sorted(set(edits) - {5}):
+        a = table[slot]
+        fn, text = in_fn(by_addr, a)
+        want.append(Finding(WARNING, "missing", f"call to _mcount at {a:#x}{text} has no "
+                            "__mcount_loc entry", *sec_of(a), *fn))
+    r = audit.audit_file(str(exe))
+    assert r.status == "findings"
+    assert sorted(r.findings) == sorted(want)
+    assert r.data["entries"] == n and r.data["tables"] == {"__mcount_loc": n}
+    good = n - len(edits)
+    assert r.data["states"] == {"jal _mcount": good}
+    sections_hit = {}
+    for a in [table[k] for k in range(n) if k not in edits] + [table[2], table[4], table[5],
+                                                               data_addr, plain]:
+        s = sec_of(a)[0]
+        sections_hit[s] = sections_hit.get(s, 0) + 1
+    assert r.data["sections"] == sections_hit
+
+
+def traced_calls(exe):
+    """Addresses of the `jal _mcount` objdump shows outside .entry.text and .noinstr.text."""
+    secs, _ = sections(exe)
+    labels = objdump_labels(exe, "mipsel")
+    mcount = next(a for (_, a), (name, off) in labels.items() if name == "_mcount" and off == 0)
+    return sorted(a for a, i in objdump_insns(exe, "mipsel").items() if i == f"jal {mcount:x}"
+                  and not any(secs[k][0] <= a < secs[k][0] + secs[k][1]
+                              for k in (".entry.text", ".noinstr.text")))
+
+
+def test_stripped_image_with_its_table_section(image, tmp_path):
+    """No symbol table, but the __mcount_loc section: the table is audited from it (every
+    entry a `jal` after `move at,ra`), and with no _mcount symbol no call can be missing."""
+    exe = tmp_path / "vmlinux"
+    subprocess.run([cross("mipsel", "strip"), "-o", str(exe), str(image)], check=True)
+    assert sections(exe)[0].get(".symtab") is None
+    r = audit.audit_file(str(exe))
+    n = len(traced_calls(image))
+    assert (r.status, r.findings) == ("clean", [])
+    assert r.data["entries"] == n and r.data["states"] == {"jal _mcount": n}
+
+
+def test_calls_but_no_table(tmp_path):
+    """Unrecorded objects linked: every traced call counted, in one finding; then with all
+    but one call overwritten by `nop`, the singular."""
+    objs = [FIXTURES / "mipsel" / "kernel" / n for n in ("basic.o", "sections.o")]
+    exe = link("mipsel", objs, tmp_path / "vmlinux", [str(FIXTURES / "mipsel" / "kernel" / "mcount_def.o")])
+    calls = traced_calls(exe)
+    tail = " to _mcount but no __mcount_loc and no __start_mcount_loc/__stop_mcount_loc"
+    r = audit.audit_file(str(exe))
+    assert r.findings == [Finding(WARNING, "not-recorded", f"{len(calls)} calls{tail}")]
+    secs, little = sections(exe)
+    buf = bytearray(exe.read_bytes())
+    for a in calls[1:]:
+        sec = next(s for s in secs.values() if s[0] <= a < s[0] + s[1] and s[2] & 4)
+        struct.pack_into("<I" if little else ">I", buf, sec[3] + a - sec[0], 0)
+    exe.write_bytes(bytes(buf))
+    r = audit.audit_file(str(exe))
+    assert r.findings == [Finding(WARNING, "not-recorded", f"1 call{tail}")]
+
+
+RANGES = ("__entry_text_start = .; *(.entry.text) __entry_text_end = .; "
+          "__noinstr_text_start = .; *(.noinstr.text) __noinstr_text_end = .;")
+
+
+@pytest.mark.parametrize("marked", [True, False], ids=["marked", "unmarked"])
+def test_entry_and_noinstr_text_inside_text(image, tmp_path, marked):
+    """Linux links .entry.text and .noinstr.text into .text between __entry_text_start/end
+    and __noinstr_text_start/end (include/asm-generic/vmlinux.lds.h); recordmcount never
+    records them, so their calls need no entry there. Without those symbols the same calls
+    are .text calls with no entry: missing, each at the address objdump shows."""
+    script = tmp_path / "kernel.lds"
+    body = RANGES if marked else "*(.entry.text) *(.noinstr.text)"
+    script.write_text(f"SECTIONS {{ .text 0x80100000 : {{ *(.text) {body} }} }}\n")
+    objs = [image.parent / n for n in ("basic.o", "sections.o")]
+    exe = link("mipsel", objs, tmp_path / "vmlinux",
+               [str(FIXTURES / "mipsel" / "kernel" / "mcount_def.o")], ["-T", str(script)])
+    secs, little = sections(exe)
+    assert ".entry.text" not in secs and ".noinstr.text" not in secs
+    taddr, tsize, _, toff, _ = secs["__mcount_loc"]
+    table = set(struct.unpack_from(("<" if little else ">") + f"{tsize // 4}I",
+                                   exe.read_bytes(), toff))
+    labels = {a: lab for (_, a), lab in objdump_labels(exe, "mipsel").items()}
+    mcount = next(a for a, (name, off) in labels.items() if name == "_mcount" and off == 0)
+    calls = [a for a, i in objdump_insns(exe, "mipsel").items() if i == f"jal {mcount:x}"]
+    unlisted = sorted(set(calls) - table)
+    assert len(unlisted) == 2 and len(table) == 18
+    r = audit.audit_file(str(exe))
+    assert r.data["states"] == {"jal _mcount": 18}
+    if marked:
+        assert (r.status, r.findings) == ("clean", [])
+        return
+    want = []
+    for a in unlisted:
+        fn, text = in_fn(labels, a)
+        want.append(Finding(WARNING, "missing", f"call to _mcount at {a:#x}{text} has no "
+                            "__mcount_loc entry", ".text", a - secs[".text"][0], *fn))
+    assert r.findings == want
+
+
+# ---------------------------------------------------------------- relocatable objects
+def table_slots(path):
+    """[(section name, offset)] of each __mcount_loc word, resolved with pyelftools."""
+    elffile = need_module("elftools.elf.elffile")
+    with open(path, "rb") as f:
+        e = elffile.ELFFile(f)
+        t = e.get_section_by_name("__mcount_loc")
+        rel = e.get_section_by_name(".rela__mcount_loc") or e.get_section_by_name(".rel__mcount_loc")
+        word = 8 if e.elfclass == 64 else 4
+        fmt = ("<" if e.little_endian else ">") + ("Q" if word == 8 else "I")
+        symtab = e.get_section_by_name(".symtab")
+        out = {}
+        for r in rel.iter_relocations():
+            sym = symtab.get_symbol(r["r_info_sym"])
+            add = r["r_addend"] if r.is_RELA() else struct.unpack_from(fmt, t.data(), r["r_offset"])[0]
+            out[r["r_offset"] // word] = (e.get_section(sym["st_shndx"]).name, sym["st_value"] + add)
+        return [out[k] for k in range(t["sh_size"] // word)], word
+
+
+@pytest.mark.parametrize("target", ["mipsel", "mips64el"])      # REL and RELA
+def test_every_bad_entry_of_an_object_table(target, tmp_path):
+    from test_audit import copy_entry, move_entry, point_into_data, recorded_tree, shrink
+    obj = recorded_tree(tmp_path, target) / "basic.o"
+    slots, w = table_slots(obj)
+    n = len(slots)
+    assert all(sec == ".text" for sec, _ in slots) and n > 8
+    labels = objdump_labels(obj, target)
+    insns = {off: i for (sec, off), i in objdump_insn_at(obj, target).items() if sec == ".text"}
+
+    def fn_at(off):
+        name, d = labels[(".text", off & ~3)]
+        d += off & 3
+        return (name, d), f" in {name}" + (f"+{d:#x}" if d else "")
+    move_entry(obj, 1, 4)
+    copy_entry(obj, 0, 2)
+    data = point_into_data(obj, 3)
+    move_entry(obj, 4, 2)
+    move_entry(obj, 5, 0x100000)
+    shrink(obj)
+    o = [off for _, off in slots]
+    fn, text = fn_at(o[1] + 4)
+    want = [Finding(WARNING, "bad-target", f"__mcount_loc entry (__mcount_loc+{w:#x}) points at "
+                    f"`{insns[o[1] + 4]}`{text}, not at a call to _mcount", ".text", o[1] + 4, *fn),
+            Finding(WARNING, "duplicate", f"duplicate __mcount_loc entry (__mcount_loc+{2 * w:#x};"
+                    " also __mcount_loc+0x0)", ".text", o[0]),
+            Finding(WARNING, "not-executable", f"__mcount_loc entry (__mcount_loc+{3 * w:#x}) "
+                    f"points into {data}, which is not an executable section", data, 0)]
+    fn, text = fn_at(o[4] + 2)
+    want.append(Finding(WARNING, "bad-target", f"__mcount_loc entry (__mcount_loc+{4 * w:#x}) "
+                        f"points at `a misaligned address`{text}, not at a call to _mcount",
+                        ".text", o[4] + 2, *fn))
+    want.append(Finding(WARNING, "bad-target", "entry points outside its section "
+                        f"(.text+{o[5] + 0x100000:#x})", "__mcount_loc", 5 * w))
+    for k in (1, 2, 3, 4, 5, n - 1):
+        fn, text = fn_at(o[k])
+        want.append(Finding(WARNING, "missing", f"call to _mcount{text} has no __mcount_loc entry",
+                            ".text", o[k], *fn))
+    r = audit.audit_file(str(obj))
+    assert r.findings == want
+    assert r.data["entries"] == n - 1 and r.data["tables"] == {"__mcount_loc": n - 1}
+    assert r.data["states"] == {"long-call lui": n - 6}       # slots 0 and 6 .. n-2
+    assert r.data["sections"] == {".text": n - 3, data: 1}   # all but 3 (data), 5 (outside)
+                                                             # and the dropped last one
+
+
+def objdump_insn_at(path, target):
+    """{(section, offset): 'op args'} of a relocatable, as objdump prints it."""
+    out = subprocess.run([cross(target, "objdump"), "-d", "-z", "--no-show-raw-insn", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    sec, got = None, {}
+    for line in out.splitlines():
+        if line.startswith("Disassembly of section "):
+            sec = line[len("Disassembly of section "):].rstrip(":")
+            continue
+        m = re.match(r"^\s+([0-9a-f]+):\s+(\S+)(?:\s+(.*))?$", line)
+        if m and sec:
+            got[(sec, int(m[1], 16))] = f"{m[2]} {re.sub(r' <[^>]*>$', '', m[3] or '')}".strip()
+    return got
+
+
+@pytest.mark.parametrize("target", ["mipsel", "mips64el"])
+def test_table_word_without_relocation(target, tmp_path):
+    """The relocation section one entry short: the last word resolves to nothing, and its
+    call has no entry."""
+    from test_audit import edit, recorded_tree, table_slot
+    obj = recorded_tree(tmp_path, target) / "basic.o"
+    slots, w = table_slots(obj)
+    elf, t, rel = table_slot(obj)
+    so, fmt, shent = (20, "I", 40) if elf.bits == 32 else (32, "Q", 64)
+    edit(obj, elf.shoff + rel.index * shent + so, fmt, lambda v: v - rel.entsize)
+    n = len(slots)
+    fn = objdump_labels(obj, target)[slots[-1]]
+    r = audit.audit_file(str(obj))
+    assert r.findings == [
+        Finding(WARNING, "unresolved", "entry has no relocation", "__mcount_loc", (n - 1) * w),
+        Finding(WARNING, "missing", f"call to _mcount in {fn[0]}" + (f"+{fn[1]:#x}" if fn[1] else "")
+                + " has no __mcount_loc entry", *slots[-1], *fn)]
+    assert r.data["entries"] == n
+
+
+def test_unrecorded_objects_counted_like_the_reference(tmp_path):
+    """No table: one finding with the number of calls the reference records in the same
+    object; and with the one call the kernel cannot patch, its reason."""
+    from conftest import recorded_sites, run_reference
+    for rel, tail in (("mipsel/kernel/basic.o", ""),
+                      ("shapes/gcc-mipsel-micromips-one.o",
+                       "; 1 of them the kernel cannot patch (microMIPS `jal _mcount` (arch/mips/"
+                       "kernel/ftrace.c writes MIPS32 words only; build without -mmicromips))")):
+        obj, ref = tmp_path / "x.o", tmp_path / "ref.o"
+        shutil.copyfile(FIXTURES / rel, obj)
+        shutil.copyfile(FIXTURES / rel, ref)
+        assert run_reference(ref).returncode == 0
+        k = len(recorded_sites(ref))
+        r = audit.audit_file(str(obj))
+        assert r.findings == [Finding(WARNING, "not-recorded", f"{k} call{'s' * (k != 1)} to "
+                                      f"_mcount but no __mcount_loc (not recorded){tail}")], rel
