@@ -341,3 +341,172 @@ def test_unrecorded_objects_counted_like_the_reference(tmp_path):
         r = audit.audit_file(str(obj))
         assert r.findings == [Finding(WARNING, "not-recorded", f"{k} call{'s' * (k != 1)} to "
                                       f"_mcount but no __mcount_loc (not recorded){tail}")], rel
+
+
+# ---------------------------------------------------------------- linked words, one by one
+# Hand-derived encodings (MIPS32 manual): jal = 3 << 26 | target >> 2; `move at,ra` as GCC
+# writes it: or at,ra,zero; lui v1 / addiu v1,v1 / jalr v1; b 1f = beq zero,zero,+4.
+PC = 0x80100000
+MOVE, NOP, LUI_V1, ADDIU_V1, JALR_V1 = 0x03E00825, 0, 0x3C030000, 0x24630000, 0x0060F809
+OTHER = 0x27BDFFF8                              # addiu sp,sp,-8
+
+
+def jal(target):
+    return 0x0C000000 | (target & 0x0FFFFFFF) >> 2
+
+
+def state(words, at, mcount=None, callers=(), r6=False):
+    """audit's state of the word ``at`` (an index) of ``words`` placed at PC."""
+    def word(o):
+        return words[o // 4] if 0 <= o < 4 * len(words) and not o & 3 else None
+    return audit._linked_state(word, 4 * at, PC + 4 * at, 32, mcount, set(callers), 8, r6)
+
+
+MCOUNT, CALLER = 0x80200000, 0x80300000
+LINKED_WORDS = [
+    # (id, words, index, mcount known, state)
+    ("jal-mcount", [MOVE, jal(MCOUNT), NOP], 1, True, "jal _mcount"),
+    ("jal-elsewhere", [MOVE, jal(0x80400000), NOP], 1, True, ""),
+    ("jal-caller", [MOVE, jal(CALLER), NOP], 1, True, "jal ftrace_caller"),
+    ("jal-after-move-no-symbol", [MOVE, jal(0x80400000), NOP], 1, False, "jal _mcount"),
+    ("jal-no-move-no-symbol", [OTHER, jal(0x80400000), NOP], 1, False, ""),
+    ("long-call", [LUI_V1, ADDIU_V1, MOVE, JALR_V1, NOP], 0, False, "long-call lui"),
+    ("lui-v1-then-other", [LUI_V1, OTHER, MOVE, JALR_V1, NOP], 0, False, ""),
+    ("lui-v1-last-word", [OTHER, LUI_V1], 1, False, ""),
+    ("address-load", [LUI_V1, ADDIU_V1, MOVE, OTHER, OTHER, OTHER], 0, False, ""),
+    ("b1f-nop", [0x10000004, NOP, MOVE, JALR_V1, NOP], 0, False, "b 1f (disabled)"),
+    ("b1f-addiu", [0x10000004, ADDIU_V1, MOVE, JALR_V1, NOP], 0, False, "b 1f (disabled)"),
+    ("b1f-other", [0x10000004, OTHER], 0, False, ""),
+    ("b1f-last-word", [OTHER, 0x10000004], 1, False, ""),
+    ("nop-after-move", [MOVE, NOP, OTHER], 1, False, "nop (disabled)"),
+    ("nop-in-delay-slot", [MOVE, jal(MCOUNT), NOP, OTHER], 2, True, ""),
+    ("nop-after-long-call", [MOVE, JALR_V1, NOP, OTHER], 2, False, ""),
+    ("two-nops", [OTHER, NOP, NOP, OTHER], 1, False, "nop pad"),
+    ("one-nop", [OTHER, NOP, OTHER, OTHER], 1, False, ""),
+    ("three-nops", [OTHER, NOP, NOP, NOP], 1, False, "nop pad"),
+    ("pad-init", [0x3C018010, NOP, 0x24080000], 0, False, "pad init"),   # lui at; nop; li t0,0
+    ("pad-redirect", [0x3C018010, 0x24210040, 0x00200008], 0, False, "pad redirect"),  # jr at
+    ("other", [OTHER, OTHER], 0, False, ""),
+]
+
+
+@pytest.mark.parametrize("name,words,at,known,want", LINKED_WORDS, ids=[c[0] for c in LINKED_WORDS])
+def test_linked_word_states(name, words, at, known, want):
+    assert state(words, at, MCOUNT if known else None, [CALLER]) == want
+
+
+def test_r6_redirect_pad_needs_the_r6_jr():
+    """R6 removed SPECIAL/JR (funct 8); its `jr at` is `jalr zero,at` (MIPS32 R6 manual)."""
+    pre_r6, r6_jr = 0x00200008, 0x00200009
+    for jr, r6, want in ((pre_r6, False, "pad redirect"), (pre_r6, True, ""),
+                         (r6_jr, True, "pad redirect"), (r6_jr, False, "pad redirect")):
+        assert state([0x3C018010, 0x24210040, jr], 0, r6=r6) == want, (hex(jr), r6)
+
+
+# ---------------------------------------------------------------- System.map
+def test_system_map_read_as_nm_writes_it(tmp_path):
+    """`nm -n` lines (binutils prints 32-bit MIPS addresses sign-extended): T/t/W/i are
+    functions, other defined types objects; A/a (absolute) and U/w/v (undefined) are left
+    out; an odd (microMIPS) address keeps its bit; blank lines are skipped; bytes that are no
+    UTF-8 are replaced, not fatal."""
+    m = tmp_path / "System.map"
+    m.write_bytes(b"ffffffff80100000 T _text\n\nffffffff80100010 t local_fn\n"
+                  b"ffffffff80100020 W weak_fn\nffffffff80100030 i ifunc\n"
+                  b"ffffffff80100041 T mm_fn\nffffffff80200000 D some_data\n"
+                  b"ffffffff80200010 b bss_obj\n0000000000000010 A abs_sym\n"
+                  b"0000000000000020 a local_abs\n0000000000000000 w weak_undef\n"
+                  b"0000000000000000 v weak_obj\n0000000000000000 U undef\n"
+                  b"ffffffff80100050 T bad\xffname\n")
+    F, O = 2, 1                                             # STT_FUNC, STT_OBJECT (gABI)
+    got = audit.read_system_map(str(m), 32)
+    assert got == [("_text", 0x80100000, F, 1), ("local_fn", 0x80100010, F, 1),
+                   ("weak_fn", 0x80100020, F, 1), ("ifunc", 0x80100030, F, 1),
+                   ("mm_fn", 0x80100041, F, 1), ("some_data", 0x80200000, O, 1),
+                   ("bss_obj", 0x80200010, O, 1), ("bad\ufffdname", 0x80100050, F, 1)]
+    assert audit.read_system_map(str(m), 64)[0].value == 0xffffffff80100000
+
+
+def test_system_map_errors(tmp_path):
+    from recordpatch.errors import RecordpatchError
+    m = tmp_path / "System.map"
+    long = "ffffffff80100000 T " + "x" * 80
+    m.write_text("ffffffff80100000 T ok\n\nffffffff80100000\n")
+    with pytest.raises(RecordpatchError) as e:
+        audit.read_system_map(str(m), 32)
+    assert str(e.value) == f"{m}:3: not a System.map line (ADDRESS TYPE NAME): 'ffffffff80100000'"
+    m.write_text(f"zz T ok\n{long}\n")
+    with pytest.raises(RecordpatchError) as e:
+        audit.read_system_map(str(m), 32)
+    assert str(e.value) == f"{m}:1: not a System.map line (ADDRESS TYPE NAME): 'zz T ok'"
+    m.write_text(f"{long}\nnothex {long}\n")
+    with pytest.raises(RecordpatchError) as e:
+        audit.read_system_map(str(m), 32)
+    assert str(e.value) == f"{m}:2: not a System.map line (ADDRESS TYPE NAME): {('nothex ' + long)[:60]!r}"
+    m.write_text("0000000000000010 A abs_sym\n0000000000000000 w weak\n")
+    with pytest.raises(RecordpatchError) as e:
+        audit.read_system_map(str(m), 32)
+    assert str(e.value) == f"{m}: no symbols in this System.map"
+
+
+# ---------------------------------------------------------------- patchable entries
+GCC = "GCC: (Debian 12.2.0-14) 12.2.0"
+
+
+def pfe_pads(path):
+    """[(section, offset, function)] of each __patchable_function_entries word (pyelftools):
+    the pad, and the function that starts 3 nops after it (GCC PR99217's shape)."""
+    elffile = need_module("elftools.elf.elffile")
+    with open(path, "rb") as f:
+        e = elffile.ELFFile(f)
+        symtab = e.get_section_by_name(".symtab")
+        funcs = {(e.get_section(s["st_shndx"]).name, s["st_value"]): s.name
+                 for s in symtab.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"}
+        out = []
+        for t in e.iter_sections():
+            if t.name != "__patchable_function_entries":
+                continue
+            rel = e.get_section(next(i for i, s in enumerate(e.iter_sections())
+                                     if s["sh_type"] in ("SHT_REL", "SHT_RELA")
+                                     and s["sh_info"] == e.get_section_index(t.name)))
+            for r in rel.iter_relocations():
+                sym = symtab.get_symbol(r["r_info_sym"])
+                sec = e.get_section(sym["st_shndx"]).name
+                off = sym["st_value"] + (r["r_addend"] if r.is_RELA() else
+                                         struct.unpack_from("<I", t.data(), r["r_offset"])[0])
+                out.append((sec, off, funcs[(sec, off + 12)]))
+        return out
+
+
+@pytest.mark.parametrize("flavour", ["pfe3", "pfe3-fs"])
+def test_pr99217_findings_at_each_pad(flavour, tmp_path):
+    """GCC 12's 3-nop pads all before the entry: one defect finding per pad, at the pad, in
+    the function after it; with -ffunction-sections also GCC's table linked to one section
+    (SHF_LINK_ORDER). A finished module (ld -r with .gnu.linkonce.this_module, as
+    scripts/Makefile.modfinal links it) keeps the defect but has no link-order finding."""
+    src = FIXTURES / "mipsel" / flavour / "patchable.o"
+    pads = pfe_pads(src)
+    pr = [Finding(WARNING, "defect", f"all 3 nops of {fn}'s pad in {sec} stand before its "
+                  "entry point, so callers never run them (GCC PR99217; `recordpatch record "
+                  f"--repair` moves the entry) [{GCC}]", sec, off, fn) for sec, off, fn in pads]
+    r = audit.audit_file(str(src))
+    assert r.data["tables"] == {"__patchable_function_entries": len(pads)} and len(pads) == 6
+    assert r.data["states"] == {"3-nop pad": 6}
+    assert [f for f in r.findings if "PR99217" in f.message] == pr
+    order = [f for f in r.findings if "PR99217" not in f.message]
+    ids = [d["id"] for d in r.data["defects"]]
+    if flavour == "pfe3":
+        assert order == [] and ids == ["PR99217"]
+        return
+    assert ids == ["PR99217", "SHF_LINK_ORDER"]
+    linked = r.data["defects"][1]["functions"]
+    assert [(f.kind, f.function) for f in order] == [("defect", fn) for fn in linked]
+    assert all(fn in f.message and f.section for f, fn in zip(order, linked))
+    mod = tmp_path / "this_module.o"
+    subprocess.run([cross("mipsel", "as"), "-o", str(mod), "-"], check=True, text=True,
+                   input='\t.section .gnu.linkonce.this_module,"aw"\n\t.space 64\n')
+    ko = tmp_path / "m.ko"
+    subprocess.run([cross("mipsel", "ld"), "-r", "-o", str(ko), str(src), str(mod)], check=True)
+    r = audit.audit_file(str(ko))
+    assert [d["id"] for d in r.data["defects"]] == ["PR99217", "SHF_LINK_ORDER"]
+    assert [f.kind for f in r.findings] == ["defect"] * 6 and all("PR99217" in f.message
+                                                                  for f in r.findings)
