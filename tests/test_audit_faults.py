@@ -510,3 +510,27 @@ def test_pr99217_findings_at_each_pad(flavour, tmp_path):
     assert [d["id"] for d in r.data["defects"]] == ["PR99217", "SHF_LINK_ORDER"]
     assert [f.kind for f in r.findings] == ["defect"] * 6 and all("PR99217" in f.message
                                                                   for f in r.findings)
+
+
+# ---------------------------------------------------------------- an instruction in a message
+J_TARGET = 0x80200000                           # jal/j: (pc + 4) & 0xf0000000 | imm26 << 2
+INSN_TEXTS = [
+    # (word, pc, names, text): targets by hand; names only where a jump goes there
+    (jal(J_TARGET), PC, {J_TARGET: "_mcount"}, "jal _mcount"),
+    (jal(J_TARGET), PC, {0x80300000: "other"}, "jal 0x80200000"),
+    (jal(J_TARGET), PC, None, "jal 0x80200000"),
+    (0x08000000 | (J_TARGET & 0x0FFFFFFF) >> 2, PC, {J_TARGET: "tgt"}, "j tgt"),
+    (0x10000003, PC, {PC + 16: "lbl"}, "b lbl"),                 # beq zero,zero,+3 words
+    (0x10000003, PC, None, "b 0x80100010"),
+    (0x0C000000, 0, None, "jal (relocated)"),                    # an object's unrelocated jal
+    (0x0C000000, 0, {0: "sym"}, "jal sym"),
+    (0x0C000000, 4, None, "jal 0x0"),
+    (OTHER, PC, {29: "sp_named"}, "addiu sp,sp,-8"),             # names are jump targets only
+    (0xFC000000, PC, None, ".word 0xfc000000"),                  # opcode 63: nothing MIPS32
+]
+
+
+@pytest.mark.parametrize("w,pc,names,text", INSN_TEXTS, ids=[c[3] for c in INSN_TEXTS])
+def test_instruction_as_a_finding_names_it(w, pc, names, text):
+    from recordpatch.arch.encode import Target
+    assert audit.insn_text(w, pc, Target("o32", True, False), names) == text
