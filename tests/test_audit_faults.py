@@ -534,3 +534,36 @@ INSN_TEXTS = [
 def test_instruction_as_a_finding_names_it(w, pc, names, text):
     from recordpatch.arch.encode import Target
     assert audit.insn_text(w, pc, Target("o32", True, False), names) == text
+
+
+def test_pr99217_in_a_linked_image_with_micromips_pads(tmp_path):
+    """testdata/src/pfe_isa.c linked: MIPS and microMIPS functions, every pad (GCC 12) before
+    its function. Each table word (pyelftools; the ISA bit marks a microMIPS pad) has no
+    function at it and the next function symbol right after its 3 nops: one PR99217
+    finding per pad, whichever ISA, as the object's own audit finds."""
+    elffile = need_module("elftools.elf.elffile")
+    obj = tmp_path / "pfe_isa.o"
+    shutil.copyfile(FIXTURES / "mipsel" / "pfe-mm" / "pfe_isa.o", obj)
+    exe = link("mipsel", [obj], tmp_path / "pfe_isa")
+    with open(exe, "rb") as f:
+        e = elffile.ELFFile(f)
+        t = e.get_section_by_name("__patchable_function_entries")
+        entries = struct.unpack(f"<{t['sh_size'] // 4}I", t.data())
+        text = e.get_section_by_name(".text")["sh_addr"]
+        funcs = sorted((s["st_value"] & ~1, s.name) for s in e.get_section_by_name(".symtab")
+                       .iter_symbols() if s["st_info"]["type"] == "STT_FUNC")
+    want = []
+    for a in entries:
+        pad = a & ~1
+        assert pad not in dict(funcs)
+        fn = next(n for v, n in funcs if v > pad)
+        want.append(Finding(WARNING, "defect", f"all 3 nops of {fn}'s pad stand before its "
+                            "entry point, so callers never run them (GCC PR99217; `recordpatch "
+                            f"record --repair` moves the entry) [{GCC}]", ".text", pad - text,
+                            fn))
+    r = audit.audit_file(str(exe))
+    assert r.findings == want and len(want) == 3
+    assert r.data["defects"] == [{"id": "PR99217", "compiler": GCC,
+                                  "functions": [f.function for f in want]}]
+    micro = sum(a & 1 for a in entries)
+    assert r.data["states"] == {"3-nop pad": 3 - micro, "nop pad (microMIPS)": micro} and micro

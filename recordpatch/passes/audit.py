@@ -473,6 +473,7 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
                 run = mips.nop_run(text, off, elf.endian, True)
                 if len(run) > 1:
                     ctx.states["nop pad (microMIPS)"] += 1
+                    _pr99217_linked(ctx, lat, a, len(run) - 1, run[-1], funcs, names, compiler)
                 else:
                     ctx.find("bad-target", lat, f"{tname} entry ({where}) points at {addr:#x}: "
                              "a microMIPS entry that is not a nop pad")
@@ -492,13 +493,7 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
             elif state.startswith("pad "):
                 nrun = 4 if state == "pad redirect" else 3
             if nrun:
-                # PR99217 in a linked image: a function symbol right after the whole pad
-                if a not in funcs and a + 4 * nrun in funcs:
-                    fname = names.get(a + 4 * nrun, "")
-                    ctx.defect("PR99217", compiler, fname)
-                    from .patchable import pr99217_text
-                    ctx.find("defect", lat, pr99217_text(nrun, fname)
-                             + (f" [{compiler}]" if compiler else ""))
+                _pr99217_linked(ctx, lat, a, nrun, 4 * nrun, funcs, names, compiler)
             if state:
                 ctx.states[state] += 1
                 continue
@@ -538,6 +533,19 @@ def _audit_linked(ctx: _Ctx, t, compiler: str, system_map: str | None = None) ->
     if untabled:
         ctx.find("not-recorded", None, f"{untabled} call{'s' * (untabled != 1)} to _mcount but no "
                  f"{MCOUNT_TABLE} and no __start_mcount_loc/__stop_mcount_loc")
+
+
+def _pr99217_linked(ctx: _Ctx, lat, a: int, nops: int, size: int, funcs, names,
+                    compiler: str) -> None:
+    """GCC PR99217 in a linked image: the pad of ``nops`` nops (``size`` bytes) at ``a`` is
+    no function's entry, and a function symbol starts right after it."""
+    if a in funcs or a + size not in funcs:
+        return
+    fname = names.get(a + size, "")
+    ctx.defect("PR99217", compiler, fname)
+    from .patchable import pr99217_text
+    ctx.find("defect", lat, pr99217_text(nops, fname) + (f" [{compiler}]" if compiler else ""),
+             (fname, None))
 
 
 class _Names:
