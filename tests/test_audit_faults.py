@@ -49,6 +49,13 @@ def sections(path):
                 for s in e.iter_sections()}, e.little_endian
 
 
+def symbol_value(path, name):
+    elffile = need_module("elftools.elf.elffile")
+    with open(path, "rb") as f:
+        syms = elffile.ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name(name)
+        return syms[0]["st_value"] if syms else None
+
+
 def in_fn(labels_by_addr, addr):
     name, off = labels_by_addr[addr]
     return (name, off), f" in {name}" + (f"+{off:#x}" if off else "")
@@ -93,10 +100,20 @@ def test_every_bad_entry_of_a_linked_table(image, tmp_path):
     plain = next(a for a in sorted(insns) if secs[".text"][0] <= a < text_addr + text_size
                  and a + 4 not in calls and a not in calls and a - 4 not in calls
                  and insns[a].split()[0] in ("addiu", "sw", "lw"))
+    # Linux's mcount.S (DYNAMIC_FTRACE) puts _mcount at ftrace_caller; a jump there is
+    # named for ftrace_caller, the code ftrace patches in
+    jump_name = "ftrace_caller" if symbol_value(exe, "ftrace_caller") == mcount else "_mcount"
+    last = text_addr + text_size - 4                 # .text's last word (objdump: a nop)
+    other_jal = next(a for a in sorted(insns) if insns[a].startswith("jal ")
+                     and a not in calls and a not in untraced)
+    target = int(insns[other_jal].split()[1], 16)
     edits = {0: 0, 1: data_addr, 3: table[2], 4: table[4] + 2, 5: table[5] | 1, 6: 0x10,
-             7: text_addr + text_size - 2, 8: plain}
+             7: text_addr + text_size - 2, 8: plain, 9: last, 10: other_jal}
     for slot, v in edits.items():
         struct.pack_into(end + "I", buf, toff + 4 * slot, v)
+    # the call of entry 11 becomes `j _mcount` (opcode 2): a jump, no call, not a state
+    struct.pack_into(end + "I", buf, secs[".text"][3] + table[11] - text_addr,
+                     0x08000000 | (mcount & 0x0FFFFFFF) >> 2)
     exe.write_bytes(bytes(buf))
 
     def at(slot):
@@ -120,10 +137,14 @@ def test_every_bad_entry_of_a_linked_table(image, tmp_path):
         Finding(WARNING, "bad-target", f"entry {text_addr + text_size - 2:#x} is not inside "
                 "any section", "__mcount_loc", 4 * 7),
     ]
-    fn, text = in_fn(by_addr, plain)
-    want.append(Finding(WARNING, "bad-target", f"__mcount_loc entry ({at(8)}) points at "
-                        f"{plain:#x}: `{insns[plain]}`{text}, neither a call to _mcount, a pad, "
-                        "nor a state ftrace writes", *sec_of(plain), *fn))
+    for slot, a, insn in ((8, plain, insns[plain]), (9, last, insns[last]),
+                          (10, other_jal, f"jal {by_addr[target][0]}"),
+                          (11, table[11], f"j {jump_name}")):
+        fn, text = in_fn(by_addr, a)
+        want.append(Finding(WARNING, "bad-target", f"__mcount_loc entry ({at(slot)}) points at "
+                            f"{a:#x}: `{insn}`{text}, neither a call to _mcount, a pad, "
+                            "nor a state ftrace writes", *sec_of(a), *fn))
+    assert insns[last] == "nop" and by_addr[target][1] == 0
     # each moved entry's call has none now; but the entry with the microMIPS bit still
     # names its call's address, reported once (above)
     for slot in sorted(set(edits) - {5}):
@@ -135,11 +156,11 @@ def test_every_bad_entry_of_a_linked_table(image, tmp_path):
     assert r.status == "findings"
     assert sorted(r.findings) == sorted(want)
     assert r.data["entries"] == n and r.data["tables"] == {"__mcount_loc": n}
-    good = n - len(edits)
+    good = n - len(edits) - 1                       # and entry 11, now at `j _mcount`
     assert r.data["states"] == {"jal _mcount": good}
     sections_hit = {}
     for a in [table[k] for k in range(n) if k not in edits] + [table[2], table[4], table[5],
-                                                               data_addr, plain]:
+                                                               data_addr, plain, last, other_jal]:
         s = sec_of(a)[0]
         sections_hit[s] = sections_hit.get(s, 0) + 1
     assert r.data["sections"] == sections_hit
@@ -567,3 +588,51 @@ def test_pr99217_in_a_linked_image_with_micromips_pads(tmp_path):
                                   "functions": [f.function for f in want]}]
     micro = sum(a & 1 for a in entries)
     assert r.data["states"] == {"3-nop pad": 3 - micro, "nop pad (microMIPS)": micro} and micro
+
+
+@pytest.mark.parametrize("target", ["mipsel", "mipsr6"])
+def test_patched_pads_keep_their_pr99217(target, tmp_path):
+    """GCC 12's pads in a linked image, patched into the design's states by hand (lui at;
+    jalr at,at / nop; li t0,1 / 0: 3 words; the redirect lui at; addiu at,at; jr at; nop: 4
+    words): each pad is still before its function, which starts right after the pad's words
+    (pyelftools), so each keeps its PR99217 finding. R6 removed SPECIAL/JR: there the
+    redirect's `jr at` is `jalr zero,at`, and the pre-R6 word is no state."""
+    elffile = need_module("elftools.elf.elffile")
+    r6 = target == "mipsr6"
+    lui_at, li_t0 = 0x3C018011, 0x24080000
+    jr_at, old_jr = (0x00200009, 0x00200008) if r6 else (0x00200008, None)
+    images = {}
+    for flavour, pads in (("pfe3", [(lui_at, 0x00200809, li_t0 | 1), (lui_at, 0, li_t0)]),
+                          ("pfe4", [(lui_at, 0x24210040, jr_at, 0)]
+                           + ([(lui_at, 0x24210040, old_jr, 0)] if r6 else []))):
+        obj = tmp_path / f"{flavour}.o"
+        shutil.copyfile(FIXTURES / target / flavour / "patchable.o", obj)
+        exe = link(target, [obj], tmp_path / flavour)
+        with open(exe, "rb") as f:
+            e = elffile.ELFFile(f)
+            end = "<" if e.little_endian else ">"
+            t = e.get_section_by_name("__patchable_function_entries")
+            entries = struct.unpack(f"{end}{t['sh_size'] // 4}I", t.data())
+            text = e.get_section_by_name(".text")
+            funcs = {s["st_value"]: s.name for s in e.get_section_by_name(".symtab").iter_symbols()
+                     if s["st_info"]["type"] == "STT_FUNC"}
+        buf = bytearray(exe.read_bytes())
+        for a, words in zip(entries, pads):
+            struct.pack_into(f"{end}{len(words)}I", buf, text["sh_offset"] + a - text["sh_addr"],
+                             *words)
+        exe.write_bytes(bytes(buf))
+        images[flavour] = (exe, entries, funcs, text["sh_addr"])
+    exe, entries, funcs, base = images["pfe3"]
+    r = audit.audit_file(str(exe))
+    assert r.data["states"] == {"pad call": 1, "pad init": 1, "3-nop pad": 4}
+    assert [(f.kind, f.section, f.offset, f.function) for f in r.findings] == [
+        ("defect", ".text", a - base, funcs[a + 12]) for a in entries]
+    exe, entries, funcs, base = images["pfe4"]
+    r = audit.audit_file(str(exe))
+    n_old = 1 if r6 else 0
+    assert r.data["states"] == {"pad redirect": 1, "4-nop pad": 5 - n_old}
+    pr = [(f.kind, f.offset, f.function) for f in r.findings if f.kind == "defect"]
+    assert pr == [("defect", a - base, funcs[a + 16]) for k, a in enumerate(entries)
+                  if k != 1 or not r6]
+    bad = [f for f in r.findings if f.kind != "defect"]
+    assert [(f.kind, f.offset) for f in bad] == ([("bad-target", entries[1] - base)] if r6 else [])

@@ -242,7 +242,10 @@ def test_stripped_image_is_never_clean(target):
     img = STRIPPED / target / "vmlinux-stripped"
     r, res = audit_json(img)
     assert r.returncode == 1 and res["status"] == "findings"
-    assert [f["kind"] for f in res["findings"]] == ["no-table"]
+    assert [(f["kind"], f["where"], f["message"]) for f in res["findings"]] == [
+        ("no-table", "", "cannot see the ftrace table: no __mcount_loc section and no symbol "
+         "table (a stripped image) for __start_mcount_loc/__stop_mcount_loc; audit it with "
+         "--system-map FILE or the unstripped vmlinux")]
     assert "--system-map" in r.stderr
 
 
