@@ -636,3 +636,99 @@ def test_patched_pads_keep_their_pr99217(target, tmp_path):
                   if k != 1 or not r6]
     bad = [f for f in r.findings if f.kind != "defect"]
     assert [(f.kind, f.offset) for f in bad] == ([("bad-target", entries[1] - base)] if r6 else [])
+
+
+# ---------------------------------------------------------------- files, walks, the summary
+def elf_header_field(path, off32, off64, fmt, value):
+    """Rewrite one ELF header field (gABI "ELF Header": e_type at 16 in both classes)."""
+    buf = bytearray(path.read_bytes())
+    end = "<" if buf[5] == 1 else ">"
+    struct.pack_into(end + fmt, buf, off32 if buf[4] == 1 else off64, value)
+    path.write_bytes(bytes(buf))
+
+
+def test_file_level_verdicts(tmp_path):
+    """What each file is, before any table is read: ELF class/endianness/type from readelf's
+    reading of the same bytes; a host (x86-64, e_machine 62) object and a non-ELF file are
+    errors when named and skipped in a walk; an ELF of a type no kernel file has is named."""
+    from recordpatch.diag import ERROR
+    from recordpatch.passes.audit import audit_file
+    from recordpatch.results import FileReport
+    junk = tmp_path / "junk.o"
+    junk.write_bytes(b"not an object")
+    host = tmp_path / "host.o"
+    (tmp_path / "h.c").write_text("int f(void) { return 1; }\n")
+    subprocess.run(["gcc", "-c", "-o", str(host), str(tmp_path / "h.c")], check=True)
+    assert audit_file(str(junk), walked=True) == FileReport(str(junk), "skipped", [],
+                                                            {"reason": "not an ELF file"})
+    assert audit_file(str(host), walked=True) == FileReport(str(host), "skipped", [],
+                                                            {"reason": "not MIPS (e_machine 62)"})
+
+    def error(path, message):
+        return FileReport(str(path), "error", [Finding(ERROR, "error", message)], {"error": message})
+    assert audit_file(str(junk)) == error(junk, "not an ELF file")
+    assert audit_file(str(host)) == error(host, "wrong machine: e_machine 62, expected EM_MIPS (8)")
+    for e_type, name in ((4, "ET_CORE"), (0xFE01, "65025")):
+        odd = tmp_path / f"type{e_type}.o"
+        shutil.copyfile(FIXTURES / "mips" / "kernel" / "basic.o", odd)
+        elf_header_field(odd, 16, 16, "H", e_type)
+        assert audit_file(str(odd)) == error(odd, f"{name} file: expected an object, a module "
+                                                  "or a kernel image")
+    for rel, elf_type, endian, abi in (("mips/kernel/basic.o", "ET_REL", "big", "o32"),
+                                       ("mips64el/kernel/basic.o", "ET_REL", "little", "n64"),
+                                       ("stripped/mipsel/vmlinux", "ET_EXEC", "little", "o32")):
+        d = audit_file(str(FIXTURES / rel)).data
+        assert (d["elf_type"], d["endian"], d["abi"]) == (elf_type, endian, abi), rel
+
+
+def test_unexpected_failures_are_one_line(tmp_path, monkeypatch):
+    """An exhausted memory or a bug while reading a file: that file's error, in one line."""
+    from recordpatch.elf import reader
+    from recordpatch.passes.audit import audit_file
+    obj = FIXTURES / "mips" / "kernel" / "basic.o"
+    for exc, message in ((MemoryError(), "out of memory reading this file"),
+                         (ValueError("boom"), "internal error: ValueError: boom")):
+        def fail(*a, exc=exc, **k):
+            raise exc
+        monkeypatch.setattr(reader, "ElfFile", fail)
+        r = audit_file(str(obj))
+        assert (r.path, r.status, r.data) == (str(obj), "error", {"error": message})
+
+
+def test_walk_progress_and_summary(tmp_path):
+    """A directory walk takes objects, modules (compressed too) and kernel images by name,
+    nothing else; progress is called (done, total, path) after each file, with -j too; a
+    missing path is an error; the summary counts by status."""
+    from recordpatch.errors import UsageError
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    kernel = FIXTURES / "mips" / "kernel" / "basic.o"
+    for name in ("a.o", "b.ko", "c.ko.xz", "d.ko.zst", "e.ko.gz", "vmlinux", "vmlinux-6.1.0",
+                 "vmlinux.o", "sub/f.o", "notes.txt", "vmlinuz", "x.o.cmd", "Makefile"):
+        (tree / name).write_bytes(b"junk")
+    shutil.copyfile(kernel, tree / "a.o")
+    picked = ["a.o", "b.ko", "c.ko.xz", "d.ko.zst", "e.ko.gz", "sub/f.o", "vmlinux",
+              "vmlinux-6.1.0", "vmlinux.o"]
+    assert audit.collect([str(tree)]) == ([(str(tree / p), True) for p in picked], [])
+    assert audit.collect([str(tree / "notes.txt"), str(tree / "nope")]) == (
+        [(str(tree / "notes.txt"), False)], [str(tree / "nope")])
+    with pytest.raises(UsageError) as e:
+        audit.audit([str(tree)], jobs=0)
+    assert str(e.value) == "-j needs a positive number"
+    for jobs in (1, 2):
+        calls = []
+        rep = audit.audit([str(tree), str(tree / "nope")], jobs=jobs,
+                          progress=lambda *a: calls.append(a))
+        assert calls == [(k + 1, len(picked), str(tree / p)) for k, p in enumerate(picked)]
+        statuses = [r.status for r in rep.files]
+        assert statuses == ["findings"] + ["skipped"] * 8 + ["error"]
+        assert rep.files[-1].data == {"error": "cannot open: No such file or directory"}
+        assert rep.summary == {"files": 10, "clean": 0, "findings": 1, "errors": 1, "skipped": 8,
+                               "entries": 0, "finding_count": 1}
+    recorded = tmp_path / "r.o"
+    shutil.copyfile(kernel, recorded)
+    assert run_ours("record", recorded).returncode == 0
+    rep = audit.audit([str(recorded), str(tree / "a.o")])
+    n = len(table_slots(recorded)[0])
+    assert rep.summary == {"files": 2, "clean": 1, "findings": 1, "errors": 0, "skipped": 0,
+                           "entries": n, "finding_count": 1}

@@ -80,8 +80,8 @@ def collect(paths: list[str]) -> tuple[list[tuple[str, bool]], list[str]]:
 class _Ctx:
     """Per-file state: the image, its ABI, findings and counters."""
 
-    def __init__(self, path, elf):
-        self.path, self.elf = path, elf
+    def __init__(self, elf):
+        self.elf = elf
         self.findings: list[Finding] = []
         self.sections: Counter = Counter()
         self.states: Counter = Counter()
@@ -171,7 +171,7 @@ def audit_file(path: str, walked: bool = False, system_map: str | None = None) -
             raise RecordpatchError(f"{C.ET_NAMES.get(elf.type, elf.type)} file: expected an "
                                    "object, a module or a kernel image")
         abi, t = _target(elf)
-        ctx = _Ctx(path, elf)
+        ctx = _Ctx(elf)
         from .patchable import compiler_of
         compiler = compiler_of(elf)
         if elf.type == C.ET_REL:
@@ -187,7 +187,7 @@ def audit_file(path: str, walked: bool = False, system_map: str | None = None) -
         return error_result(path, RecordpatchError("out of memory reading this file"))
     except Exception as exc:  # a bug: still one line, never a traceback
         return error_result(path, RecordpatchError(f"internal error: {type(exc).__name__}: {exc}"))
-    data = {"elf_type": C.ET_NAMES.get(elf.type, str(elf.type)), "abi": abi.name,
+    data = {"elf_type": C.ET_NAMES[elf.type], "abi": abi.name,
             "endian": "little" if elf.endian == "<" else "big", "compiler": compiler,
             "entries": sum(ctx.tables.values()), "tables": dict(ctx.tables),
             "sections": dict(ctx.sections), "states": dict(ctx.states),
