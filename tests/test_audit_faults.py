@@ -732,3 +732,129 @@ def test_walk_progress_and_summary(tmp_path):
     n = len(table_slots(recorded)[0])
     assert rep.summary == {"files": 2, "clean": 1, "findings": 1, "errors": 0, "skipped": 0,
                            "entries": n, "finding_count": 1}
+
+
+def test_calls_the_reference_drops(tmp_path):
+    """recordmcount's own table of testdata/src/fsections.c (n64, one section per function)
+    lacks a call whose offset is 4 more than the last relocation of the section before (its
+    +4 filter for `lui %hi/%lo` pairs is not reset per section): each call that GNU as
+    relocated against _mcount (R_MIPS_26, pyelftools) and the reference left out is missing,
+    with that explanation, in the function objdump names."""
+    from conftest import recorded_sites, run_reference
+    elffile = need_module("elftools.elf.elffile")
+    ref = tmp_path / "fsections.o"
+    shutil.copyfile(FIXTURES / "mips64" / "fsections" / "fsections.o", ref)
+    calls = set()
+    with open(ref, "rb") as f:
+        e = elffile.ELFFile(f)
+        symtab = e.get_section_by_name(".symtab")
+        for s in e.iter_sections():
+            if s["sh_type"] == "SHT_RELA" and e.get_section(s["sh_info"]).name.startswith(".text"):
+                calls |= {(e.get_section(s["sh_info"]).name, r["r_offset"])
+                          for r in s.iter_relocations() if r["r_info_type"] == 4
+                          and symtab.get_symbol(r["r_info_sym"]).name == "_mcount"}
+    assert run_reference(ref).returncode == 0
+    dropped = sorted(calls - {(sec, off) for _, sec, off in recorded_sites(ref)})
+    assert dropped
+    labels = objdump_labels(ref, "mips64")
+    want = []
+    for sec, off in dropped:
+        name, d = labels[(sec, off)]
+        want.append(Finding(WARNING, "missing", f"call to _mcount in {name}" + (f"+{d:#x}" if d else "")
+                            + " has no __mcount_loc entry (recordmcount drops it, in Linux 6.1 and "
+                            "6.12 alike: its +4 filter carries over from the previous section)",
+                            sec, off, name, d))
+    assert audit.audit_file(str(ref)).findings == want
+
+
+@pytest.mark.parametrize("target", ["mips", "mips64el"])
+def test_more_bad_entries_of_an_object_table(target, tmp_path):
+    """Kernel flavour (`jal _mcount`): an entry at another `jal` (unrelocated in an object),
+    at .text's last word, 2 bytes before .text's end; a symbol whose section index is the
+    section count (a corrupt symbol table); and a table whose size is no multiple of a word
+    (one unresolved finding about the table, and its cut last word lost)."""
+    from test_audit import edit, move_entry, recorded_tree, table_slot
+    obj = recorded_tree(tmp_path, target, "kernel") / "basic.o"
+    slots, w = table_slots(obj)
+    n = len(slots)
+    o = [off for _, off in slots]
+    insns = {off: i for (sec, off), i in objdump_insn_at(obj, target).items() if sec == ".text"}
+    labels = objdump_labels(obj, target)
+    secs, _ = sections(obj)
+    size = secs[".text"][1]
+    other_jal = next(a for a in sorted(insns) if insns[a].startswith("jal") and a not in o)
+    assert insns[size - 4] == "nop"
+    move_entry(obj, 1, other_jal - o[1])
+    move_entry(obj, 2, size - 4 - o[2])
+    move_entry(obj, 3, size - 2 - o[3])
+    elf, t, rel = table_slot(obj)
+    # entry 4 relocated against symbol 1 (the FILE symbol), whose st_shndx becomes e_shnum
+    elffile = need_module("elftools.elf.elffile")
+    with open(obj, "rb") as f:
+        st = elffile.ELFFile(f).get_section_by_name(".symtab")
+        sym_at = st["sh_offset"] + st["sh_entsize"]
+    edit(obj, sym_at + (14 if elf.bits == 32 else 6), "H", lambda v: elf.shnum)
+    k = next(i for i, r in enumerate(elf.relocations(rel)) if r.offset == 4 * w)
+    at = rel.offset + k * rel.entsize
+    if elf.bits == 32:
+        edit(obj, at + 4, "I", lambda v: (1 << 8) | (v & 0xFF))
+    else:              # n64 r_info: r_sym (32 bits), r_ssym, r_type3, r_type2, r_type
+        edit(obj, at + 8, "I", lambda v: 1)
+    edit(obj, elf.shoff + t.index * (40 if elf.bits == 32 else 64) + (20 if elf.bits == 32 else 32),
+         "I" if elf.bits == 32 else "Q", lambda v: v - 2)
+
+    def fn_at(off):
+        name, d = labels[(".text", off & ~3)]
+        d += off & 3
+        return (name, d), f" in {name}" + (f"+{d:#x}" if d else "")
+    r = audit.audit_file(str(obj))
+    want = [Finding(WARNING, "unresolved", f"__mcount_loc size {n * w - 2} is not a multiple of {w}",
+                    "__mcount_loc", None)]
+    for slot, off, text in ((1, other_jal, "jal (relocated)"), (2, size - 4, "nop")):
+        fn, where = fn_at(off)
+        want.append(Finding(WARNING, "bad-target", f"__mcount_loc entry (__mcount_loc+{slot * w:#x}) "
+                            f"points at `{text}`{where}, not at a call to _mcount", ".text", off, *fn))
+    want.append(Finding(WARNING, "bad-target", f"entry points outside its section (.text+{size - 2:#x})",
+                        "__mcount_loc", 3 * w))
+    assert r.findings[:4] == want
+    assert r.findings[4].kind == "bad-target" and r.findings[4].section == "__mcount_loc"
+    assert r.findings[4].message.startswith(f"entry points outside its section ({elf.shnum}+0x")
+    missing = [(f.kind, f.section, f.offset) for f in r.findings[5:]]
+    assert missing == [("missing", ".text", o[k]) for k in (1, 2, 3, 4, n - 1)]
+    assert r.data["entries"] == n - 1
+    assert r.data["states"] == {"jal _mcount": n - 5}
+
+
+def test_pads_listed_in_mcount_loc(tmp_path):
+    """`record --repair --table mcount_loc`: the pads are listed in __mcount_loc too (what a
+    kernel built with -fpatchable-function-entry holds between __start_mcount_loc and
+    __stop_mcount_loc); each counted once per table. (microMIPS pads cannot be repaired,
+    so no such table lists them.)"""
+    for rel in ("mipsel/pfe3/patchable.o", "mipsel/pfe3-1/patchable.o"):
+        obj = tmp_path / rel.replace("/", "_")
+        shutil.copyfile(FIXTURES / rel, obj)
+        assert run_ours("record", "--repair", "--table", "mcount_loc", obj).returncode == 0
+        ends = [off for _, off in pfe_table(obj)]
+        n, micro = len(ends), sum(off & 1 for off in ends)
+        r = audit.audit_file(str(obj))
+        want = {"3-nop pad": n - micro, "3-nop pad (__mcount_loc)": n - micro}
+        assert (r.status, r.data["states"]) == ("clean", want), rel
+        assert r.data["tables"] == {"__mcount_loc": n, "__patchable_function_entries": n}
+        assert n == 6 and micro == 0
+
+
+def pfe_table(path):
+    """[(section, value)] of __patchable_function_entries' words (pyelftools; the ISA bit
+    of a microMIPS pad stays in the value)."""
+    elffile = need_module("elftools.elf.elffile")
+    with open(path, "rb") as f:
+        e = elffile.ELFFile(f)
+        t = e.get_section_by_name("__patchable_function_entries")
+        rel = e.get_section_by_name(".rel__patchable_function_entries")
+        symtab = e.get_section_by_name(".symtab")
+        out = []
+        for r in rel.iter_relocations():
+            sym = symtab.get_symbol(r["r_info_sym"])
+            add = struct.unpack_from("<I", t.data(), r["r_offset"])[0]
+            out.append((e.get_section(sym["st_shndx"]).name, sym["st_value"] + add))
+        return out

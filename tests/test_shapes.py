@@ -176,8 +176,17 @@ def test_audit_flags_an_unpatchable_call_without_entry(tmp_path):
     ref.write_bytes(bytes(data))
     r, res = audit_json(ref)
     missing = [f for f in res["findings"] if f["kind"] == "missing"]
-    assert len(missing) == 1 and missing[0]["where"] == f".text+{entries[-1][2]:#x}"
-    assert "cannot patch" in missing[0]["message"]
+    off = entries[-1][2]
+    assert len(missing) == 1 and missing[0]["where"] == f".text+{off:#x}"
+    fn, d = objdump_labels(src, "mips64")[(".text", off)]
+    plain = tmp_path / "plain.o"
+    shutil.copyfile(src, plain)
+    reason = re.search(rf"\.text\+{off:#x}: call to _mcount the kernel cannot patch, not "
+                       r"recorded: (.*)", run_ours("record", "-w", plain).stderr)[1]
+    assert (missing[0]["function"], missing[0]["func_offset"]) == (fn, d)
+    assert missing[0]["message"] == (f"call to _mcount in {fn}" + (f"+{d:#x}" if d else "")
+                                     + " has no __mcount_loc entry, and the kernel cannot "
+                                     f"patch it: {reason}")
 
 
 def test_n32_refused_where_the_reference_records(tmp_path):
