@@ -858,3 +858,144 @@ def pfe_table(path):
             add = struct.unpack_from("<I", t.data(), r["r_offset"])[0]
             out.append((e.get_section(sym["st_shndx"]).name, sym["st_value"] + add))
         return out
+
+
+# ---------------------------------------------------------------- more linked images
+def gas(tmp_path, name, src, target="mipsel"):
+    o = tmp_path / f"{name}.o"
+    subprocess.run([cross(target, "as"), "-o", str(o), "-"], input=src, text=True, check=True)
+    return o
+
+
+def test_jumps_named_in_an_image_without_ftrace_caller(image, tmp_path):
+    """_mcount alone (no ftrace_caller, as the -pg mcount of a kernel without dynamic
+    ftrace): a `j _mcount` at an entry is named for _mcount; a `jal` to an address no
+    symbol has is named by its address (hand-derived encodings)."""
+    mc = gas(tmp_path, "mcount", "\t.text\n\t.globl _mcount\n\t.type _mcount,@function\n"
+                                 "_mcount:\n\tjr $31\n\tnop\n")
+    objs = [image.parent / n for n in ("basic.o", "sections.o")]
+    exe = link("mipsel", objs, tmp_path / "vmlinux", [str(mc)])
+    secs, _ = sections(exe)
+    taddr, tsize, _, toff, _ = secs["__mcount_loc"]
+    table = list(struct.unpack_from(f"<{tsize // 4}I", exe.read_bytes(), toff))
+    mcount = symbol_value(exe, "_mcount")
+    assert symbol_value(exe, "ftrace_caller") is None
+    by_addr = {a: lab for (_, a), lab in objdump_labels(exe, "mipsel").items()}
+    nowhere = table[0] + 8                             # inside a function: no symbol there
+    assert by_addr[nowhere][1] != 0
+    buf = bytearray(exe.read_bytes())
+    text = secs[".text"]
+    struct.pack_into("<I", buf, text[3] + table[1] - text[0], 0x08000000 | (mcount & 0x0FFFFFFF) >> 2)
+    struct.pack_into("<I", buf, text[3] + table[2] - text[0], jal(nowhere))
+    exe.write_bytes(bytes(buf))
+    r = audit.audit_file(str(exe))
+    got = {f.offset + text[0]: f.message for f in r.findings if f.kind == "bad-target"}
+    assert f"`j _mcount`" in got[table[1]] and f"`jal {nowhere:#x}`" in got[table[2]]
+    assert len(r.findings) == 2
+
+
+def test_micromips_pads_and_pads_that_are_not_pr99217(tmp_path):
+    """Linked: every pad of testdata/src/patchable.c in microMIPS (-mmicromips), all before
+    their functions (6 PR99217 findings); the 3,1 pads (2 nops before the entry, one after:
+    GCC's -fpatchable-function-entry=3,1: one nop before the entry, pyelftools puts each
+    function 4 bytes after its table word) are no PR99217; without a .comment the finding names no compiler."""
+    mm = tmp_path / "mm.o"
+    shutil.copyfile(FIXTURES / "mipsel" / "pfe-mmall" / "patchable.o", mm)
+    r = audit.audit_file(str(link("mipsel", [mm], tmp_path / "mm")))
+    assert r.data["states"] == {"nop pad (microMIPS)": 6}
+    assert [f.kind for f in r.findings] == ["defect"] * 6
+    one = tmp_path / "one.o"
+    shutil.copyfile(FIXTURES / "mipsel" / "pfe3" / "patchable.o", one)
+    assert run_ours("record", "--repair", one).returncode == 0
+    exe = link("mipsel", [one], tmp_path / "one")
+    toff = sections(exe)[0]["__patchable_function_entries"][3]
+    buf = bytearray(exe.read_bytes())
+    (a,) = struct.unpack_from("<I", buf, toff)
+    assert symbol_at(exe, a) and not symbol_at(exe, a + 4) and not symbol_at(exe, a + 12)
+    struct.pack_into("<I", buf, toff, a + 4)          # the entry moved into its pad
+    exe.write_bytes(bytes(buf))
+    r = audit.audit_file(str(exe))
+    assert (r.status, r.findings, r.data["defects"]) == ("clean", [], [])
+    assert r.data["states"] == {"2-nop pad": 1, "3-nop pad": 5}
+    bare = tmp_path / "bare.o"
+    subprocess.run([cross("mipsel", "objcopy"), "-R", ".comment",
+                    str(FIXTURES / "mipsel" / "pfe3" / "patchable.o"), str(bare)], check=True)
+    r = audit.audit_file(str(link("mipsel", [bare], tmp_path / "bare")))
+    assert len(r.findings) == 6 and all(f.message.endswith("moves the entry)") for f in r.findings)
+
+
+def symbol_at(path, value):
+    elffile = need_module("elftools.elf.elffile")
+    with open(path, "rb") as f:
+        return [s.name for s in elffile.ELFFile(f).get_section_by_name(".symtab").iter_symbols()
+                if s["st_value"] == value and s["st_info"]["type"] == "STT_FUNC"]
+
+
+def test_long_call_with_its_jalr_four_words_on():
+    """GCC's long call with -mmcount-ra-address and one more word: the jalr v1 is the 4th
+    word after the addiu, the last the window takes."""
+    words = [LUI_V1, ADDIU_V1, MOVE, OTHER, OTHER, JALR_V1, NOP]
+    assert state(words, 0) == "long-call lui"
+    assert state(words[:2] + [OTHER] + words[2:], 0) == ""
+
+
+@pytest.mark.parametrize("case", ["at-start", "at-end", "start-only"])
+def test_entry_range_edges(image, tmp_path, case):
+    """A call exactly at __entry_text_start is in the range; one exactly at
+    __entry_text_end is not; a range with no end symbol is no range. The call is
+    handle_syscall's (objdump), its entry removed; a call later in .text whose entry is
+    also removed is reported in every case."""
+    labels = {a: lab for (_, a), lab in objdump_labels(image, "mipsel").items()}
+    sys_call = next(a for a, (n, d) in labels.items() if n == "handle_syscall"
+                    and objdump_insns(image, "mipsel")[a].startswith("jal"))
+    d = sys_call - next(a for a, (n, off) in labels.items() if n == "handle_syscall" and off == 0)
+    syms = {"at-start": f"__entry_text_start = handle_syscall + {d}; "
+                        f"__entry_text_end = handle_syscall + {d + 4};",
+            "at-end": f"__entry_text_start = handle_syscall; __entry_text_end = handle_syscall + {d};",
+            "start-only": f"__entry_text_start = handle_syscall + {d};"}[case]
+    script = tmp_path / "kernel.lds"
+    script.write_text("SECTIONS { .text 0x80100000 : { *(.entry.text) *(.text) "
+                      f"{syms} }} }}\n")
+    objs = [image.parent / n for n in ("basic.o", "sections.o")]
+    exe = link("mipsel", objs, tmp_path / "vmlinux",
+               [str(FIXTURES / "mipsel" / "kernel" / "mcount_def.o")], ["-T", str(script)])
+    secs, _ = sections(exe)
+    taddr, tsize, _, toff, _ = secs["__mcount_loc"]
+    buf = bytearray(exe.read_bytes())
+    table = list(struct.unpack_from(f"<{tsize // 4}I", buf, toff))
+    sys_call = symbol_value(exe, "handle_syscall") + d
+    later = max(a for a in table if a < secs[".text"][0] + secs[".text"][1])
+    assert sys_call not in table and later > sys_call
+    struct.pack_into("<I", buf, toff + 4 * table.index(later), 0)
+    exe.write_bytes(bytes(buf))
+    missing = sorted(f.offset + secs[".text"][0] for f in audit.audit_file(str(exe)).findings
+                     if f.kind == "missing")
+    assert missing == ([later] if case == "at-start" else [sys_call, later])
+
+
+def test_entry_zero_outside_its_section(tmp_path):
+    """The first entry pointing past its section: the finding is at the table's offset 0."""
+    from test_audit import move_entry, recorded_tree
+    obj = recorded_tree(tmp_path, "mipsel", "kernel") / "basic.o"
+    move_entry(obj, 0, 0x100000)
+    f = audit.audit_file(str(obj)).findings[0]
+    assert (f.kind, f.section, f.offset) == ("bad-target", "__mcount_loc", 0)
+
+
+def test_trampoline_findings_are_warnings(tmp_path):
+    """An object defining ftrace_regs_caller at 4-byte alignment: `check`'s diagnosis as an
+    audit warning; an object that only references it has no trampoline to check."""
+    from recordpatch.diag import WARNING as W
+    tramp = gas(tmp_path, "tramp", "\t.text\n\tnop\n\t.globl ftrace_regs_caller\n"
+                                   "ftrace_regs_caller:\n\tjr $31\n\tnop\n")
+    r = audit.audit_file(str(tramp))
+    assert {(f.level, f.kind) for f in r.findings} == {(W, "trampoline")} and r.data["trampoline"]
+    user = gas(tmp_path, "user", "\t.text\n\tla $2, ftrace_regs_caller\n\tjr $31\n\tnop\n")
+    r = audit.audit_file(str(user))
+    assert (r.findings, r.data["trampoline"]) == ([], [])
+
+
+def test_table_counts_are_integers():
+    import json
+    r = audit.audit_file(str(FIXTURES / "mipsel" / "pfe3" / "patchable.o"))
+    assert json.dumps(r.data["tables"]) == '{"__patchable_function_entries": 6}'
