@@ -999,3 +999,42 @@ def test_table_counts_are_integers():
     import json
     r = audit.audit_file(str(FIXTURES / "mipsel" / "pfe3" / "patchable.o"))
     assert json.dumps(r.data["tables"]) == '{"__patchable_function_entries": 6}'
+
+
+def test_patchable_table_faults_keep_their_kind(tmp_path):
+    """A __patchable_function_entries word pointing past its section: the pad table's own
+    finding (patchable.plan's) keeps its kind in audit."""
+    from test_audit import edit
+    obj = tmp_path / "patchable.o"
+    shutil.copyfile(FIXTURES / "mipsel" / "pfe3" / "patchable.o", obj)
+    elffile = need_module("elftools.elf.elffile")
+    with open(obj, "rb") as f:
+        t = elffile.ELFFile(f).get_section_by_name("__patchable_function_entries")
+        off = t["sh_offset"]
+    edit(obj, off, "I", lambda v: v + 0x100000)          # REL: the addend is the word
+    kinds = [f.kind for f in audit.audit_file(str(obj)).findings if f.section == "__patchable_function_entries"]
+    assert kinds == ["bad-target"]
+
+
+def test_jal_named_in_a_64bit_image(tmp_path):
+    """n64 linked at the kernel's 0xffffffff80100000 (CKSEG0, sign-extended): an entry at a
+    `jal` to another function names that function (jal targets are 64-bit there)."""
+    from test_audit import recorded_tree
+    d = recorded_tree(tmp_path, "mips64", "kernel")
+    objs = [d / "basic.o", d / "sections.o"]
+    exe = link("mips64", objs, tmp_path / "vmlinux",
+               [str(FIXTURES / "mips64" / "kernel" / "mcount_def.o")], ["-Ttext=0xffffffff80100000", "--noinhibit-exec"])   # printk &c. stay at 0x80100000: out of reach, kept
+    secs, _ = sections(exe)
+    assert secs[".text"][0] == 0xffffffff80100000
+    taddr, tsize, _, toff, _ = secs["__mcount_loc"]
+    buf = bytearray(exe.read_bytes())
+    table = list(struct.unpack_from(f">{tsize // 8}Q", buf, toff))
+    insns = objdump_insns(exe, "mips64")
+    labels = {a: lab for (_, a), lab in objdump_labels(exe, "mips64").items()}
+    other = next(a for a in sorted(insns) if insns[a].startswith("jal ") and a not in table
+                 and labels.get(int(insns[a].split()[1], 16), ("", 1))[1] == 0)
+    callee = labels[int(insns[other].split()[1], 16)][0]
+    struct.pack_into(">Q", buf, toff, other)
+    exe.write_bytes(bytes(buf))
+    bad = [f for f in audit.audit_file(str(exe)).findings if f.kind == "bad-target"]
+    assert len(bad) == 1 and f"`jal {callee}`" in bad[0].message
