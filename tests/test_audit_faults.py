@@ -870,7 +870,8 @@ def gas(tmp_path, name, src, target="mipsel"):
 def test_jumps_named_in_an_image_without_ftrace_caller(image, tmp_path):
     """_mcount alone (no ftrace_caller, as the -pg mcount of a kernel without dynamic
     ftrace): a `j _mcount` at an entry is named for _mcount; a `jal` to an address no
-    symbol has is named by its address (hand-derived encodings)."""
+    symbol has is named by its address; a word no MIPS32 instruction has, as a `.word`
+    (hand-derived encodings)."""
     mc = gas(tmp_path, "mcount", "\t.text\n\t.globl _mcount\n\t.type _mcount,@function\n"
                                  "_mcount:\n\tjr $31\n\tnop\n")
     objs = [image.parent / n for n in ("basic.o", "sections.o")]
@@ -887,11 +888,13 @@ def test_jumps_named_in_an_image_without_ftrace_caller(image, tmp_path):
     text = secs[".text"]
     struct.pack_into("<I", buf, text[3] + table[1] - text[0], 0x08000000 | (mcount & 0x0FFFFFFF) >> 2)
     struct.pack_into("<I", buf, text[3] + table[2] - text[0], jal(nowhere))
+    struct.pack_into("<I", buf, text[3] + table[3] - text[0], 0xFC000000)   # opcode 63: none
     exe.write_bytes(bytes(buf))
     r = audit.audit_file(str(exe))
     got = {f.offset + text[0]: f.message for f in r.findings if f.kind == "bad-target"}
-    assert f"`j _mcount`" in got[table[1]] and f"`jal {nowhere:#x}`" in got[table[2]]
-    assert len(r.findings) == 2
+    assert "`j _mcount`" in got[table[1]] and f"`jal {nowhere:#x}`" in got[table[2]]
+    assert "`.word 0xfc000000`" in got[table[3]]
+    assert len(r.findings) == 3
 
 
 def test_micromips_pads_and_pads_that_are_not_pr99217(tmp_path):
