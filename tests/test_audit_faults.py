@@ -28,17 +28,25 @@ INSN = re.compile(r"^([0-9a-f]+) <[^>]+> (\S+)(?:\s+(.*))?$")
 
 
 def objdump_insns(path, target):
-    """{address: 'op args'} as objdump prints them (symbolic jal targets dropped)."""
+    """{(section, address): 'op args'} as objdump prints them (symbolic jal targets dropped);
+    an object's addresses are section offsets."""
     out = subprocess.run([cross(target, "objdump"), "-d", "-z", "--prefix-addresses",
                           "--no-show-raw-insn", str(path)], capture_output=True, text=True,
                          check=True).stdout
-    got = {}
+    sec, got = None, {}
     for line in out.splitlines():
+        if line.startswith("Disassembly of section "):
+            sec = line[len("Disassembly of section "):].rstrip(":")
+            continue
         m = INSN.match(line)
-        if m:
+        if m and sec:
             args = re.sub(r" <[^>]*>$", "", m[3] or "").strip()
-            got[int(m[1], 16)] = f"{m[2]} {args}".strip()
+            got[(sec, int(m[1], 16))] = f"{m[2]} {args}".strip()
     return got
+
+
+def insns_by_address(path, target):
+    return {a: i for (_, a), i in objdump_insns(path, target).items()}
 
 
 def sections(path):
@@ -82,7 +90,7 @@ def test_every_bad_entry_of_a_linked_table(image, tmp_path):
     buf = bytearray(exe.read_bytes())
     n = tsize // 4
     table = list(struct.unpack_from(f"{end}{n}I", buf, toff))
-    insns = objdump_insns(exe, "mipsel")
+    insns = insns_by_address(exe, "mipsel")
     by_addr = {a: lab for (sec, a), lab in objdump_labels(exe, "mipsel").items()}
     mcount = next(a for (sec, a), (name, off) in objdump_labels(exe, "mipsel").items()
                   if name == "_mcount" and off == 0)
@@ -171,7 +179,7 @@ def traced_calls(exe):
     secs, _ = sections(exe)
     labels = objdump_labels(exe, "mipsel")
     mcount = next(a for (_, a), (name, off) in labels.items() if name == "_mcount" and off == 0)
-    return sorted(a for a, i in objdump_insns(exe, "mipsel").items() if i == f"jal {mcount:x}"
+    return sorted(a for a, i in insns_by_address(exe, "mipsel").items() if i == f"jal {mcount:x}"
                   and not any(secs[k][0] <= a < secs[k][0] + secs[k][1]
                               for k in (".entry.text", ".noinstr.text")))
 
@@ -230,7 +238,7 @@ def test_entry_and_noinstr_text_inside_text(image, tmp_path, marked):
                                    exe.read_bytes(), toff))
     labels = {a: lab for (_, a), lab in objdump_labels(exe, "mipsel").items()}
     mcount = next(a for a, (name, off) in labels.items() if name == "_mcount" and off == 0)
-    calls = [a for a, i in objdump_insns(exe, "mipsel").items() if i == f"jal {mcount:x}"]
+    calls = [a for a, i in insns_by_address(exe, "mipsel").items() if i == f"jal {mcount:x}"]
     unlisted = sorted(set(calls) - table)
     assert len(unlisted) == 2 and len(table) == 18
     r = audit.audit_file(str(exe))
@@ -247,13 +255,14 @@ def test_entry_and_noinstr_text_inside_text(image, tmp_path, marked):
 
 
 # ---------------------------------------------------------------- relocatable objects
-def table_slots(path):
-    """[(section name, offset)] of each __mcount_loc word, resolved with pyelftools."""
+def table_slots(path, name="__mcount_loc"):
+    """([(section name, value)] of each word of the table ``name`` of an object, resolved
+    with pyelftools (REL: the addend is the word; RELA: r_addend); the word size)."""
     elffile = need_module("elftools.elf.elffile")
     with open(path, "rb") as f:
         e = elffile.ELFFile(f)
-        t = e.get_section_by_name("__mcount_loc")
-        rel = e.get_section_by_name(".rela__mcount_loc") or e.get_section_by_name(".rel__mcount_loc")
+        t = e.get_section_by_name(name)
+        rel = e.get_section_by_name(".rela" + name) or e.get_section_by_name(".rel" + name)
         word = 8 if e.elfclass == 64 else 4
         fmt = ("<" if e.little_endian else ">") + ("Q" if word == 8 else "I")
         symtab = e.get_section_by_name(".symtab")
@@ -273,7 +282,7 @@ def test_every_bad_entry_of_an_object_table(target, tmp_path):
     n = len(slots)
     assert all(sec == ".text" for sec, _ in slots) and n > 8
     labels = objdump_labels(obj, target)
-    insns = {off: i for (sec, off), i in objdump_insn_at(obj, target).items() if sec == ".text"}
+    insns = {off: i for (sec, off), i in objdump_insns(obj, target).items() if sec == ".text"}
 
     def fn_at(off):
         name, d = labels[(".text", off & ~3)]
@@ -309,21 +318,6 @@ def test_every_bad_entry_of_an_object_table(target, tmp_path):
     assert r.data["states"] == {"long-call lui": n - 6}       # slots 0 and 6 .. n-2
     assert r.data["sections"] == {".text": n - 3, data: 1}   # all but 3 (data), 5 (outside)
                                                              # and the dropped last one
-
-
-def objdump_insn_at(path, target):
-    """{(section, offset): 'op args'} of a relocatable, as objdump prints it."""
-    out = subprocess.run([cross(target, "objdump"), "-d", "-z", "--no-show-raw-insn", str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    sec, got = None, {}
-    for line in out.splitlines():
-        if line.startswith("Disassembly of section "):
-            sec = line[len("Disassembly of section "):].rstrip(":")
-            continue
-        m = re.match(r"^\s+([0-9a-f]+):\s+(\S+)(?:\s+(.*))?$", line)
-        if m and sec:
-            got[(sec, int(m[1], 16))] = f"{m[2]} {re.sub(r' <[^>]*>$', '', m[3] or '')}".strip()
-    return got
 
 
 @pytest.mark.parametrize("target", ["mipsel", "mips64el"])
@@ -474,28 +468,16 @@ GCC = "GCC: (Debian 12.2.0-14) 12.2.0"
 
 
 def pfe_pads(path):
-    """[(section, offset, function)] of each __patchable_function_entries word (pyelftools):
-    the pad, and the function that starts 3 nops after it (GCC PR99217's shape)."""
+    """[(section, offset, function)] of each __patchable_function_entries word: the pad,
+    and the function that starts 3 nops after it (GCC PR99217's shape; pyelftools)."""
     elffile = need_module("elftools.elf.elffile")
     with open(path, "rb") as f:
         e = elffile.ELFFile(f)
-        symtab = e.get_section_by_name(".symtab")
         funcs = {(e.get_section(s["st_shndx"]).name, s["st_value"]): s.name
-                 for s in symtab.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"}
-        out = []
-        for t in e.iter_sections():
-            if t.name != "__patchable_function_entries":
-                continue
-            rel = e.get_section(next(i for i, s in enumerate(e.iter_sections())
-                                     if s["sh_type"] in ("SHT_REL", "SHT_RELA")
-                                     and s["sh_info"] == e.get_section_index(t.name)))
-            for r in rel.iter_relocations():
-                sym = symtab.get_symbol(r["r_info_sym"])
-                sec = e.get_section(sym["st_shndx"]).name
-                off = sym["st_value"] + (r["r_addend"] if r.is_RELA() else
-                                         struct.unpack_from("<I", t.data(), r["r_offset"])[0])
-                out.append((sec, off, funcs[(sec, off + 12)]))
-        return out
+                 for s in e.get_section_by_name(".symtab").iter_symbols()
+                 if s["st_info"]["type"] == "STT_FUNC"}
+    return [(sec, off, funcs[(sec, off + 12)])
+            for sec, off in table_slots(path, "__patchable_function_entries")[0]]
 
 
 @pytest.mark.parametrize("flavour", ["pfe3", "pfe3-fs"])
@@ -778,7 +760,7 @@ def test_more_bad_entries_of_an_object_table(target, tmp_path):
     slots, w = table_slots(obj)
     n = len(slots)
     o = [off for _, off in slots]
-    insns = {off: i for (sec, off), i in objdump_insn_at(obj, target).items() if sec == ".text"}
+    insns = {off: i for (sec, off), i in objdump_insns(obj, target).items() if sec == ".text"}
     labels = objdump_labels(obj, target)
     secs, _ = sections(obj)
     size = secs[".text"][1]
@@ -834,30 +816,13 @@ def test_pads_listed_in_mcount_loc(tmp_path):
         obj = tmp_path / rel.replace("/", "_")
         shutil.copyfile(FIXTURES / rel, obj)
         assert run_ours("record", "--repair", "--table", "mcount_loc", obj).returncode == 0
-        ends = [off for _, off in pfe_table(obj)]
+        ends = [off for _, off in table_slots(obj, "__patchable_function_entries")[0]]
         n, micro = len(ends), sum(off & 1 for off in ends)
         r = audit.audit_file(str(obj))
         want = {"3-nop pad": n - micro, "3-nop pad (__mcount_loc)": n - micro}
         assert (r.status, r.data["states"]) == ("clean", want), rel
         assert r.data["tables"] == {"__mcount_loc": n, "__patchable_function_entries": n}
         assert n == 6 and micro == 0
-
-
-def pfe_table(path):
-    """[(section, value)] of __patchable_function_entries' words (pyelftools; the ISA bit
-    of a microMIPS pad stays in the value)."""
-    elffile = need_module("elftools.elf.elffile")
-    with open(path, "rb") as f:
-        e = elffile.ELFFile(f)
-        t = e.get_section_by_name("__patchable_function_entries")
-        rel = e.get_section_by_name(".rel__patchable_function_entries")
-        symtab = e.get_section_by_name(".symtab")
-        out = []
-        for r in rel.iter_relocations():
-            sym = symtab.get_symbol(r["r_info_sym"])
-            add = struct.unpack_from("<I", t.data(), r["r_offset"])[0]
-            out.append((e.get_section(sym["st_shndx"]).name, sym["st_value"] + add))
-        return out
 
 
 # ---------------------------------------------------------------- more linked images
@@ -950,7 +915,7 @@ def test_entry_range_edges(image, tmp_path, case):
     also removed is reported in every case."""
     labels = {a: lab for (_, a), lab in objdump_labels(image, "mipsel").items()}
     sys_call = next(a for a, (n, d) in labels.items() if n == "handle_syscall"
-                    and objdump_insns(image, "mipsel")[a].startswith("jal"))
+                    and insns_by_address(image, "mipsel")[a].startswith("jal"))
     d = sys_call - next(a for a, (n, off) in labels.items() if n == "handle_syscall" and off == 0)
     syms = {"at-start": f"__entry_text_start = handle_syscall + {d}; "
                         f"__entry_text_end = handle_syscall + {d + 4};",
@@ -1032,7 +997,7 @@ def test_jal_named_in_a_64bit_image(tmp_path):
     taddr, tsize, _, toff, _ = secs["__mcount_loc"]
     buf = bytearray(exe.read_bytes())
     table = list(struct.unpack_from(f">{tsize // 8}Q", buf, toff))
-    insns = objdump_insns(exe, "mips64")
+    insns = insns_by_address(exe, "mips64")
     labels = {a: lab for (_, a), lab in objdump_labels(exe, "mips64").items()}
     other = next(a for a in sorted(insns) if insns[a].startswith("jal ") and a not in table
                  and labels.get(int(insns[a].split()[1], 16), ("", 1))[1] == 0)
