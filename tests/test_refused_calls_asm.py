@@ -297,3 +297,80 @@ def test_classify_unaligned_offset(tmp_path):
     for off in (1, 2, 3, 5, len(text)):
         assert mips.classify(mips.words(text, ">"), off, mips.R_MIPS_26, set()) == (
             False, "", "relocation offset is not an aligned instruction in its section", -1)
+
+
+# What `record -w` says about every reference to _mcount in an object (o32, gas): odd sites
+# (recorded, flagged), address loads in a traced section (the `lui` the reference records
+# as a call, the `%lo` its filter skips) and in an untraced one, a call in an untraced
+# section. Which references the reference records comes from the reference's own table.
+WNOTES = """\t.set noreorder
+\t.set noat
+\t.text
+\t.globl f
+\t.type f,@function
+f:
+odd: jal _mcount
+\tnop
+\taddiu $sp, $sp, -8
+long: lui $3, %hi(_mcount)
+\taddiu $3, $3, %lo(_mcount)
+\tjalr $3
+\tnop
+load: lui $2, %hi(_mcount)
+\taddiu $2, $2, %lo(_mcount)
+\tsw $2, 0($sp)
+\tjr $31
+\tnop
+\t.section .entry.text,"ax",@progbits
+g:\tmove $1, $31
+ejal: jal _mcount
+\tnop
+eload: lui $2, %hi(_mcount)
+\taddiu $2, $2, %lo(_mcount)
+\tjr $31
+\tnop
+"""
+
+
+def test_record_w_names_every_reference(tmp_path):
+    import json
+    import shutil
+    from conftest import recorded_sites, run_ours, run_reference
+    elftools = need_module("elftools.elf.elffile")
+    src, obj, ref = tmp_path / "w.s", tmp_path / "w.o", tmp_path / "ref.o"
+    src.write_text(WNOTES)
+    subprocess.run([cross("mipsel", "as"), "-march=mips32r2", str(src), "-o", str(obj)], check=True)
+    shutil.copyfile(obj, ref)
+    assert run_reference(ref).returncode == 0
+    theirs = {(sec, off) for _, sec, off in recorded_sites(ref)}
+    with open(obj, "rb") as f:
+        e = elftools.ELFFile(f)
+        at = {s.name: (e.get_section(s["st_shndx"]).name, s["st_value"])
+              for s in e.get_section_by_name(".symtab").iter_symbols()
+              if s.name and isinstance(s["st_shndx"], int)}
+    r = run_ours("record", "-w", "-n", "--json", obj)
+    f = json.loads(r.stdout)["files"][0]
+    got = [(x["level"], x["kind"], x["section"], x["offset"], x["function"], x["message"])
+           for x in f["findings"]]
+    text, entry = (lambda n: at[n]), (lambda n, d=0: (at[n][0], at[n][1] + d))
+    lui = "not recorded: R_MIPS_HI16 on 0x3c020000, which is not lui v1"   # lui v0, by hand
+    lo = "not recorded: %lo half of an _mcount address"
+    assert text("load") in theirs and entry("load", 4) not in theirs    # the reference's filter
+    assert text("ejal") not in theirs and text("eload") not in theirs   # untraced section
+    assert got == [
+        ("warning", "odd-site", *text("odd"), "", "jal _mcount without a preceding move at,ra"),
+        ("warning", "odd-site", *text("long"), "", "jalr v1 to _mcount without move at,ra"),
+        ("note", "not-a-call", *text("load"), "",
+         f"not a call (recordmcount would record it), {lui}"),
+        ("note", "not-a-call-reference-skips", *entry("load", 4), "", f"not a call, {lo}"),
+        ("warning", "untraced-section", *text("ejal"), "",
+         "section .entry.text has mcount callers that ftrace ignores"),
+        ("note", "not-a-call-untraced", *text("eload"), "", f"not a call, {lui}"),
+        ("note", "not-a-call-untraced", *entry("eload", 4), "", f"not a call, {lo}"),
+        ("warning", "not-calls", "", None, "", "1 reference to _mcount in traced sections is "
+         "not a call and not recorded; recordmcount (Linux 6.1, 6.12) records it as a call "
+         "site (ftrace would then patch that code); -w lists it")]
+    assert [(x["section"], x["offset"], x["kind"]) for x in f["entries"]] == [
+        (*text("odd"), "jal"), (*text("long"), "long-call")]
+    assert {(x["section"], x["offset"]) for x in f["entries"]} | {text("load")} == theirs
+    assert (f["sites"], f["ignored"]) == (2, 1)

@@ -315,7 +315,8 @@ def not_a_call_summary(diags) -> Finding | None:
     return Finding(WARNING, "not-calls", f"{n} reference{'s' * many} to _mcount in traced sections "
                       f"{'are not calls' if many else 'is not a call'} and not recorded; "
                       f"recordmcount (Linux 6.1, 6.12) records {'them' if many else 'it'} as "
-                      "call sites (ftrace would then patch that code); -w lists them")
+                      f"{'call sites' if many else 'a call site'} (ftrace would then patch that "
+                      f"code); -w lists {'them' if many else 'it'}")
 
 
 def refusal(refused: list[Refused]) -> str:
