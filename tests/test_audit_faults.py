@@ -22,7 +22,7 @@ from conftest import FIXTURES, cross, need_module, run_ours
 from recordpatch.diag import WARNING, Finding
 from recordpatch.passes import audit
 from test_audit import link
-from test_audit_names import objdump_labels
+from test_audit_names import objdump_labels, objdump_lines
 
 INSN = re.compile(r"^([0-9a-f]+) <[^>]+> (\S+)(?:\s+(.*))?$")
 
@@ -30,16 +30,10 @@ INSN = re.compile(r"^([0-9a-f]+) <[^>]+> (\S+)(?:\s+(.*))?$")
 def objdump_insns(path, target):
     """{(section, address): 'op args'} as objdump prints them (symbolic jal targets dropped);
     an object's addresses are section offsets."""
-    out = subprocess.run([cross(target, "objdump"), "-d", "-z", "--prefix-addresses",
-                          "--no-show-raw-insn", str(path)], capture_output=True, text=True,
-                         check=True).stdout
-    sec, got = None, {}
-    for line in out.splitlines():
-        if line.startswith("Disassembly of section "):
-            sec = line[len("Disassembly of section "):].rstrip(":")
-            continue
+    got = {}
+    for sec, line in objdump_lines(path, target, "--no-show-raw-insn"):
         m = INSN.match(line)
-        if m and sec:
+        if m:
             args = re.sub(r" <[^>]*>$", "", m[3] or "").strip()
             got[(sec, int(m[1], 16))] = f"{m[2]} {args}".strip()
     return got

@@ -17,17 +17,24 @@ OBJECTS = ["mipsel/kernel/basic.o", "mipsel/kernel/fsections.o", "mips64/kernel/
 LINE = re.compile(r"^([0-9a-f]+) <([^>+-]+)(?:([+-])0x([0-9a-f]+))?> ")
 
 
-def objdump_labels(path, target=None):
-    """{(section name, offset): (symbol, signed offset)} for every instruction objdump lists."""
-    out = subprocess.run([cross(target or target_of(path), "objdump"), "-d", "-z", "--prefix-addresses",
+def objdump_lines(path, target, *flags):
+    """(section name, line) for each line of `objdump -d -z --prefix-addresses` in a section."""
+    out = subprocess.run([cross(target, "objdump"), "-d", "-z", "--prefix-addresses", *flags,
                           str(path)], capture_output=True, text=True, check=True).stdout
-    sec, got = None, {}
+    sec = None
     for line in out.splitlines():
         if line.startswith("Disassembly of section "):
             sec = line[len("Disassembly of section "):].rstrip(":")
-            continue
+        elif sec:
+            yield sec, line
+
+
+def objdump_labels(path, target=None):
+    """{(section name, offset): (symbol, signed offset)} for every instruction objdump lists."""
+    got = {}
+    for sec, line in objdump_lines(path, target or target_of(path)):
         m = LINE.match(line)
-        if m and sec:
+        if m:
             off = int(m[4], 16) if m[4] else 0
             got[(sec, int(m[1], 16))] = (m[2], -off if m[3] == "-" else off)
     return got
