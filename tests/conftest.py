@@ -63,6 +63,13 @@ def cross(target: str, tool: str) -> str:
     return exe
 
 
+def gas(obj: Path, src: str, target: str = "mipsel", flags: str = "") -> Path:
+    """Assemble ``src`` with the target's GNU as into ``obj``."""
+    subprocess.run([cross(target, "as"), *flags.split(), "-o", str(obj), "-"], input=src,
+                   text=True, check=True)
+    return obj
+
+
 def target_of(path: Path) -> str:
     return path.relative_to(FIXTURES).parts[0]
 

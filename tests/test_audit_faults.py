@@ -1,14 +1,17 @@
-"""`recordpatch audit` of a linked image with every kind of bad table entry at once, each
-finding compared whole (kind, where, function, message). The image is GNU ld's link of
-recorded kernel fixtures; the expected values come from GNU objdump (which instruction is
-where, which function it is in, which words call _mcount) and pyelftools (section
-addresses, sizes, flags): never from audit itself.
+"""`recordpatch audit`'s findings compared whole (kind, where, function, message) with
+values from GNU binutils (objdump: which instruction is where, which function it is in,
+which words call _mcount; as, ld, strip, objcopy to build the inputs), pyelftools (section
+addresses, sizes, flags, symbols, table words), the reference recordmcount's own tables
+and hand-derived encodings: never from audit itself.
 
-The faults are edits of the linked __mcount_loc words: zeroed (the kernel's sorttable does
-that to discarded entries: skipped), pointing into a non-executable section, a duplicate,
-misaligned, with the microMIPS bit on a MIPS32 call, at no section, straddling the end of
-.text, at an instruction that is no state of a site. Each moved entry leaves its call
-without an entry: a "missing" finding at the call objdump shows.
+Linked images are GNU ld's links of recorded kernel fixtures with their table words edited:
+zeroed (the kernel's sorttable does that to discarded entries: skipped), pointing into a
+non-executable section, duplicated, misaligned, with the microMIPS bit on a MIPS32 call, at
+no section, straddling the end of .text, at an instruction that is no state of a site. Each
+moved entry leaves its call without an entry: a "missing" finding at the call objdump
+shows. Objects (REL and RELA) get the same faults in their tables and relocations; then
+pads (PR99217, link order), file-level verdicts, the walk and summary, System.map, and the
+state of each linked word one by one.
 """
 
 import re
@@ -18,7 +21,7 @@ import subprocess
 
 import pytest
 
-from conftest import FIXTURES, cross, need_module, run_ours
+from conftest import FIXTURES, cross, gas, need_module, run_ours
 from recordpatch.diag import WARNING, Finding
 from recordpatch.passes import audit
 from test_audit import link
@@ -58,6 +61,23 @@ def symbol_value(path, name):
         return syms[0]["st_value"] if syms else None
 
 
+def linked_table(path, name="__mcount_loc"):
+    """(words, file offset of the first) of a linked image's table section (pyelftools)."""
+    elffile = need_module("elftools.elf.elffile")
+    with open(path, "rb") as f:
+        e = elffile.ELFFile(f)
+        t = e.get_section_by_name(name)
+        fmt = ("<" if e.little_endian else ">") + ("Q" if e.elfclass == 64 else "I")
+        n = t["sh_size"] // struct.calcsize(fmt)
+        return list(struct.unpack_from(fmt[0] + n * fmt[1], t.data())), t["sh_offset"]
+
+
+def mcount_calls(exe, target="mipsel"):
+    """Addresses of the `jal _mcount` objdump shows (the _mcount symbol from pyelftools)."""
+    mcount = symbol_value(exe, "_mcount")
+    return sorted(a for a, i in insns_by_address(exe, target).items() if i == f"jal {mcount:x}")
+
+
 def in_fn(labels_by_addr, addr):
     name, off = labels_by_addr[addr]
     return (name, off), f" in {name}" + (f"+{off:#x}" if off else "")
@@ -80,20 +100,14 @@ def test_every_bad_entry_of_a_linked_table(image, tmp_path):
     shutil.copyfile(image, exe)
     secs, little = sections(exe)
     end = "<" if little else ">"
-    taddr, tsize, _, toff, _ = secs["__mcount_loc"]
+    table, toff = linked_table(exe)
+    n = len(table)
     buf = bytearray(exe.read_bytes())
-    n = tsize // 4
-    table = list(struct.unpack_from(f"{end}{n}I", buf, toff))
     insns = insns_by_address(exe, "mipsel")
     by_addr = {a: lab for (sec, a), lab in objdump_labels(exe, "mipsel").items()}
-    mcount = next(a for (sec, a), (name, off) in objdump_labels(exe, "mipsel").items()
-                  if name == "_mcount" and off == 0)
-    calls = sorted(a for a, i in insns.items() if i == f"jal {mcount:x}")
-    # recordmcount.c's is_mcounted_section_name has no .entry.text or .noinstr.text
-    untraced = [a for a in calls if any(secs[k][0] <= a < secs[k][0] + secs[k][1]
-                                        for k in (".entry.text", ".noinstr.text"))]
-    assert len(untraced) == 2
-    calls = [a for a in calls if a not in untraced]
+    mcount = symbol_value(exe, "_mcount")
+    calls = traced_calls(exe)
+    assert len(mcount_calls(exe)) - len(calls) == 2       # in .entry.text and .noinstr.text
     assert sorted(table) == calls and n == 18      # what the recorder wrote: every call
     text_addr, text_size = secs[".text"][:2]
     data_name = next(k for k, (a, s, fl, _, ty) in secs.items()
@@ -107,7 +121,7 @@ def test_every_bad_entry_of_a_linked_table(image, tmp_path):
     jump_name = "ftrace_caller" if symbol_value(exe, "ftrace_caller") == mcount else "_mcount"
     last = text_addr + text_size - 4                 # .text's last word (objdump: a nop)
     other_jal = next(a for a in sorted(insns) if insns[a].startswith("jal ")
-                     and a not in calls and a not in untraced)
+                     and insns[a] != f"jal {mcount:x}")
     target = int(insns[other_jal].split()[1], 16)
     edits = {0: 0, 1: data_addr, 3: table[2], 4: table[4] + 2, 5: table[5] | 1, 6: 0x10,
              7: text_addr + text_size - 2, 8: plain, 9: last, 10: other_jal}
@@ -169,13 +183,11 @@ def test_every_bad_entry_of_a_linked_table(image, tmp_path):
 
 
 def traced_calls(exe):
-    """Addresses of the `jal _mcount` objdump shows outside .entry.text and .noinstr.text."""
+    """The `jal _mcount` outside .entry.text and .noinstr.text (recordmcount.c's
+    is_mcounted_section_name has neither)."""
     secs, _ = sections(exe)
-    labels = objdump_labels(exe, "mipsel")
-    mcount = next(a for (_, a), (name, off) in labels.items() if name == "_mcount" and off == 0)
-    return sorted(a for a, i in insns_by_address(exe, "mipsel").items() if i == f"jal {mcount:x}"
-                  and not any(secs[k][0] <= a < secs[k][0] + secs[k][1]
-                              for k in (".entry.text", ".noinstr.text")))
+    return [a for a in mcount_calls(exe) if not any(secs[k][0] <= a < secs[k][0] + secs[k][1]
+                                                    for k in (".entry.text", ".noinstr.text"))]
 
 
 def test_stripped_image_with_its_table_section(image, tmp_path):
@@ -225,15 +237,11 @@ def test_entry_and_noinstr_text_inside_text(image, tmp_path, marked):
     objs = [image.parent / n for n in ("basic.o", "sections.o")]
     exe = link("mipsel", objs, tmp_path / "vmlinux",
                [str(FIXTURES / "mipsel" / "kernel" / "mcount_def.o")], ["-T", str(script)])
-    secs, little = sections(exe)
+    secs, _ = sections(exe)
     assert ".entry.text" not in secs and ".noinstr.text" not in secs
-    taddr, tsize, _, toff, _ = secs["__mcount_loc"]
-    table = set(struct.unpack_from(("<" if little else ">") + f"{tsize // 4}I",
-                                   exe.read_bytes(), toff))
+    table = set(linked_table(exe)[0])
     labels = {a: lab for (_, a), lab in objdump_labels(exe, "mipsel").items()}
-    mcount = next(a for a, (name, off) in labels.items() if name == "_mcount" and off == 0)
-    calls = [a for a, i in insns_by_address(exe, "mipsel").items() if i == f"jal {mcount:x}"]
-    unlisted = sorted(set(calls) - table)
+    unlisted = sorted(set(mcount_calls(exe)) - table)
     assert len(unlisted) == 2 and len(table) == 18
     r = audit.audit_file(str(exe))
     assert r.data["states"] == {"jal _mcount": 18}
@@ -498,9 +506,7 @@ def test_pr99217_findings_at_each_pad(flavour, tmp_path):
     linked = r.data["defects"][1]["functions"]
     assert [(f.kind, f.function) for f in order] == [("defect", fn) for fn in linked]
     assert all(fn in f.message and f.section for f, fn in zip(order, linked))
-    mod = tmp_path / "this_module.o"
-    subprocess.run([cross("mipsel", "as"), "-o", str(mod), "-"], check=True, text=True,
-                   input='\t.section .gnu.linkonce.this_module,"aw"\n\t.space 64\n')
+    mod = gas(tmp_path / "this_module.o", '\t.section .gnu.linkonce.this_module,"aw"\n\t.space 64\n')
     ko = tmp_path / "m.ko"
     subprocess.run([cross("mipsel", "ld"), "-r", "-o", str(ko), str(src), str(mod)], check=True)
     r = audit.audit_file(str(ko))
@@ -820,24 +826,17 @@ def test_pads_listed_in_mcount_loc(tmp_path):
 
 
 # ---------------------------------------------------------------- more linked images
-def gas(tmp_path, name, src, target="mipsel"):
-    o = tmp_path / f"{name}.o"
-    subprocess.run([cross(target, "as"), "-o", str(o), "-"], input=src, text=True, check=True)
-    return o
-
-
 def test_jumps_named_in_an_image_without_ftrace_caller(image, tmp_path):
     """_mcount alone (no ftrace_caller, as the -pg mcount of a kernel without dynamic
     ftrace): a `j _mcount` at an entry is named for _mcount; a `jal` to an address no
     symbol has is named by its address; a word no MIPS32 instruction has, as a `.word`
     (hand-derived encodings)."""
-    mc = gas(tmp_path, "mcount", "\t.text\n\t.globl _mcount\n\t.type _mcount,@function\n"
+    mc = gas(tmp_path / "mcount.o", "\t.text\n\t.globl _mcount\n\t.type _mcount,@function\n"
                                  "_mcount:\n\tjr $31\n\tnop\n")
     objs = [image.parent / n for n in ("basic.o", "sections.o")]
     exe = link("mipsel", objs, tmp_path / "vmlinux", [str(mc)])
     secs, _ = sections(exe)
-    taddr, tsize, _, toff, _ = secs["__mcount_loc"]
-    table = list(struct.unpack_from(f"<{tsize // 4}I", exe.read_bytes(), toff))
+    table, _ = linked_table(exe)
     mcount = symbol_value(exe, "_mcount")
     assert symbol_value(exe, "ftrace_caller") is None
     by_addr = {a: lab for (_, a), lab in objdump_labels(exe, "mipsel").items()}
@@ -870,9 +869,8 @@ def test_micromips_pads_and_pads_that_are_not_pr99217(tmp_path):
     shutil.copyfile(FIXTURES / "mipsel" / "pfe3" / "patchable.o", one)
     assert run_ours("record", "--repair", one).returncode == 0
     exe = link("mipsel", [one], tmp_path / "one")
-    toff = sections(exe)[0]["__patchable_function_entries"][3]
+    (a, *_), toff = linked_table(exe, "__patchable_function_entries")
     buf = bytearray(exe.read_bytes())
-    (a,) = struct.unpack_from("<I", buf, toff)
     assert symbol_at(exe, a) and not symbol_at(exe, a + 4) and not symbol_at(exe, a + 12)
     struct.pack_into("<I", buf, toff, a + 4)          # the entry moved into its pad
     exe.write_bytes(bytes(buf))
@@ -922,9 +920,8 @@ def test_entry_range_edges(image, tmp_path, case):
     exe = link("mipsel", objs, tmp_path / "vmlinux",
                [str(FIXTURES / "mipsel" / "kernel" / "mcount_def.o")], ["-T", str(script)])
     secs, _ = sections(exe)
-    taddr, tsize, _, toff, _ = secs["__mcount_loc"]
+    table, toff = linked_table(exe)
     buf = bytearray(exe.read_bytes())
-    table = list(struct.unpack_from(f"<{tsize // 4}I", buf, toff))
     sys_call = symbol_value(exe, "handle_syscall") + d
     later = max(a for a in table if a < secs[".text"][0] + secs[".text"][1])
     assert sys_call not in table and later > sys_call
@@ -948,11 +945,11 @@ def test_trampoline_findings_are_warnings(tmp_path):
     """An object defining ftrace_regs_caller at 4-byte alignment: `check`'s diagnosis as an
     audit warning; an object that only references it has no trampoline to check."""
     from recordpatch.diag import WARNING as W
-    tramp = gas(tmp_path, "tramp", "\t.text\n\tnop\n\t.globl ftrace_regs_caller\n"
+    tramp = gas(tmp_path / "tramp.o", "\t.text\n\tnop\n\t.globl ftrace_regs_caller\n"
                                    "ftrace_regs_caller:\n\tjr $31\n\tnop\n")
     r = audit.audit_file(str(tramp))
     assert {(f.level, f.kind) for f in r.findings} == {(W, "trampoline")} and r.data["trampoline"]
-    user = gas(tmp_path, "user", "\t.text\n\tla $2, ftrace_regs_caller\n\tjr $31\n\tnop\n")
+    user = gas(tmp_path / "user.o", "\t.text\n\tla $2, ftrace_regs_caller\n\tjr $31\n\tnop\n")
     r = audit.audit_file(str(user))
     assert (r.findings, r.data["trampoline"]) == ([], [])
 
@@ -988,9 +985,8 @@ def test_jal_named_in_a_64bit_image(tmp_path):
                [str(FIXTURES / "mips64" / "kernel" / "mcount_def.o")], ["-Ttext=0xffffffff80100000", "--noinhibit-exec"])   # printk &c. stay at 0x80100000: out of reach, kept
     secs, _ = sections(exe)
     assert secs[".text"][0] == 0xffffffff80100000
-    taddr, tsize, _, toff, _ = secs["__mcount_loc"]
+    table, toff = linked_table(exe)
     buf = bytearray(exe.read_bytes())
-    table = list(struct.unpack_from(f">{tsize // 8}Q", buf, toff))
     insns = insns_by_address(exe, "mips64")
     labels = {a: lab for (_, a), lab in objdump_labels(exe, "mips64").items()}
     other = next(a for a in sorted(insns) if insns[a].startswith("jal ") and a not in table

@@ -1,7 +1,6 @@
 """The MIPS `-pg` call-shape rules on hand-built instruction words."""
 
 import struct
-import subprocess
 
 import pytest
 
@@ -223,12 +222,10 @@ TYPES = {"R_MIPS_32": 2, "R_MIPS_26": 4, "R_MIPS_HI16": 5, "R_MIPS_LO16": 6, "R_
 @pytest.mark.parametrize("target", sorted(AS_CASES))
 def test_rel_addends_as_gas_writes_them(target, tmp_path):
     from elftools.elf.elffile import ELFFile
-    from conftest import cross
+    from conftest import gas
     flags, cases = AS_CASES[target]
     for k, (src, rname, addend) in enumerate(cases):
-        s, o = tmp_path / f"{k}.s", tmp_path / f"{k}.o"
-        s.write_text(f"\t.set noreorder\n\t.text\n\t{src}\n")
-        subprocess.run([cross(target, "as"), *flags.split(), str(s), "-o", str(o)], check=True)
+        o = gas(tmp_path / f"{k}.o", f"\t.set noreorder\n\t.text\n\t{src}\n", target, flags)
         with open(o, "rb") as f:
             e = ELFFile(f)
             (r,) = [r for r in e.get_section_by_name(".rel.text").iter_relocations()
@@ -343,11 +340,8 @@ ABI_OBJECTS = [
 
 
 def gas_object(tmp_path, target, flags):
-    from conftest import cross
-    s, o = tmp_path / "a.s", tmp_path / "a.o"
-    s.write_text("\t.text\nf:\tnop\n")
-    subprocess.run([cross(target, "as"), *flags.split(), str(s), "-o", str(o)], check=True)
-    return o
+    from conftest import gas
+    return gas(tmp_path / "a.o", "\t.text\nf:\tnop\n", target, flags)
 
 
 def header_abi(data: bytes):

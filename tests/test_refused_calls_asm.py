@@ -8,11 +8,10 @@ ends the search, the call goes through another register or does not link ra).
 """
 
 import struct
-import subprocess
 
 import pytest
 
-from conftest import cross, need_module
+from conftest import gas, need_module
 from recordpatch.arch import mips
 
 FILL = "lw $5, 0($sp)\n"          # writes a register that carries nothing; not a jump
@@ -101,9 +100,8 @@ CASES = [(abi, *c) for abi, (_, _, cs) in TARGET.items() for c in cs]
 def assemble(tmp_path, target, flags, src):
     """The .text bytes, the _mcount relocations [(offset, type)] and the labels {name: value}."""
     elftools = need_module("elftools.elf.elffile")
-    s, o = tmp_path / "c.s", tmp_path / "c.o"
-    s.write_text(f"\t.set noreorder\n\t.text\n\t.globl f\n\t.type f,@function\nf:\n\t{src}\n")
-    subprocess.run([cross(target, "as"), *flags.split(), str(s), "-o", str(o)], check=True)
+    o = gas(tmp_path / "c.o", f"\t.set noreorder\n\t.text\n\t.globl f\n\t.type f,@function\n"
+            f"f:\n\t{src}\n", target, flags)
     with open(o, "rb") as fh:
         e = elftools.ELFFile(fh)
         text = e.get_section_by_name(".text").data()
@@ -337,9 +335,8 @@ def test_record_w_names_every_reference(tmp_path):
     import shutil
     from conftest import recorded_sites, run_ours, run_reference
     elftools = need_module("elftools.elf.elffile")
-    src, obj, ref = tmp_path / "w.s", tmp_path / "w.o", tmp_path / "ref.o"
-    src.write_text(WNOTES)
-    subprocess.run([cross("mipsel", "as"), "-march=mips32r2", str(src), "-o", str(obj)], check=True)
+    obj = gas(tmp_path / "w.o", WNOTES, "mipsel", "-march=mips32r2")
+    ref = tmp_path / "ref.o"
     shutil.copyfile(obj, ref)
     assert run_reference(ref).returncode == 0
     theirs = {(sec, off) for _, sec, off in recorded_sites(ref)}
