@@ -62,6 +62,14 @@ def call_starts(path: Path, rtype: str) -> list[int]:
     return sorted(off for off, t in readelf_mcount_relocs(path) if t == rtype)
 
 
+def unpatchable_notes(path: Path) -> dict[int, str]:
+    """{.text offset: reason} of the calls `record -w` says the kernel cannot patch."""
+    r = run_ours("record", "-w", path)
+    return {int(o, 16): why for o, why in re.findall(
+        r"\.text\+(0x[0-9a-f]+): call to _mcount the kernel cannot patch, not recorded: (.*)",
+        r.stderr)}
+
+
 def reference_output(src: Path, tmp: Path) -> Path:
     ref = tmp / ("ref-" + src.name)
     shutil.copyfile(src, ref)
@@ -124,10 +132,8 @@ def test_unpatchable_shape_refused_by_record_audit_and_patch(name, tmp_path):
     assert ours.read_bytes() == src.read_bytes()
     refusal = lines[0].split(": error: recordpatch: ", 1)[1]
     # -w names each call at its first word
-    r = run_ours("record", "-w", ours)
-    noted = sorted(int(m, 16) for m in re.findall(r"\.text\+(0x[0-9a-f]+): call to _mcount the "
-                                                  "kernel cannot patch", r.stderr))
-    assert noted == starts
+    reasons = unpatchable_notes(ours)
+    assert sorted(reasons) == starts
     # audit of the unrecorded object: the calls are there and have no table
     r, res = audit_json(ours)
     assert r.returncode == 1 and [f["kind"] for f in res["findings"]] == ["not-recorded"]
@@ -137,14 +143,12 @@ def test_unpatchable_shape_refused_by_record_audit_and_patch(name, tmp_path):
     kinds = [f["kind"] for f in res["findings"]]
     assert r.returncode == 1 and kinds == ["unpatchable"] * len(ref_entries), r.stderr
     # each at the reference's entry, in the function objdump names, with record's reason
-    reasons = dict(re.findall(r"\.text\+(0x[0-9a-f]+): call to _mcount the kernel cannot "
-                              r"patch, not recorded: (.*)", run_ours("record", "-w", ours).stderr))
     labels = objdump_labels(src, "mips64")           # binutils for n64 read every MIPS ELF
     word = 8 if "mips64" in name else 4
     offsets = [off for _, _, off in ref_entries]
 
     def reason(off):   # the call the entry is in: the last to start at or before it
-        return reasons[hex(max(a for a in map(lambda x: int(x, 16), reasons) if a <= off))]
+        return reasons[max(a for a in reasons if a <= off)]
     for k, f in enumerate(res["findings"]):
         off = f["offset"]
         assert (f["where"], off in offsets) == (f".text+{off:#x}", True)
@@ -181,8 +185,7 @@ def test_audit_flags_an_unpatchable_call_without_entry(tmp_path):
     fn, d = objdump_labels(src, "mips64")[(".text", off)]
     plain = tmp_path / "plain.o"
     shutil.copyfile(src, plain)
-    reason = re.search(rf"\.text\+{off:#x}: call to _mcount the kernel cannot patch, not "
-                       r"recorded: (.*)", run_ours("record", "-w", plain).stderr)[1]
+    reason = unpatchable_notes(plain)[off]
     assert (missing[0]["function"], missing[0]["func_offset"]) == (fn, d)
     assert missing[0]["message"] == (f"call to _mcount in {fn}" + (f"+{d:#x}" if d else "")
                                      + " has no __mcount_loc entry, and the kernel cannot "
